@@ -1,0 +1,70 @@
+"""Addresses, ports and directories of the local data lake, each overridable by environment.
+
+Defaults follow shared/ARCHITECTURE.md ("Local data lake in a box"). Tests build their own `Settings` with free
+ports and a temporary state directory, so the same code serves `make up` and the integration fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENVS = REPO / ".venvs"
+MAIN_PYTHON = VENVS / "main" / "bin" / "python"
+RUCIO_PYTHON = VENVS / "rucio" / "bin" / "python"
+NODE_MODULES = REPO / "devstack" / "node_modules"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a port number: set it to an integer such as {default}") from None
+    if not 0 <= port <= 65535:
+        raise SystemExit(f"{name}={port} is out of range: use a port between 1 and 65535")
+    return port
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = field(default_factory=lambda: Path(os.environ.get("DLAAS_STATE_DIR", REPO / ".devstack")))
+    host: str = "127.0.0.1"
+    hub_port: int = field(default_factory=lambda: _env_int("DLAAS_HUB_PORT", 8000))
+    iam_port: int = field(default_factory=lambda: _env_int("DLAAS_IAM_PORT", 8085))
+    rucio_port: int = field(default_factory=lambda: _env_int("DLAAS_RUCIO_PORT", 8091))
+    postgres_port: int = field(default_factory=lambda: _env_int("DLAAS_POSTGRES_PORT", 8092))
+    xrootd_port: int = field(default_factory=lambda: _env_int("DLAAS_XROOTD_PORT", 1094))
+    xcache_port: int = field(default_factory=lambda: _env_int("DLAAS_XCACHE_PORT", 1095))
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def iam_url(self) -> str:
+        return f"http://{self.host}:{self.iam_port}"
+
+    @property
+    def iam_issuer(self) -> str:
+        # INDIGO IAM's issuer ends with a slash, and Rucio compares `iss` exactly.
+        return f"{self.iam_url}/"
+
+    @property
+    def rucio_url(self) -> str:
+        return f"http://{self.host}:{self.rucio_port}"
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://{self.host}:{self.hub_port}"
