@@ -164,9 +164,7 @@ class Process:
             time.sleep(0.1)
 
     def _write_pidfile(self) -> None:
-        tmp = self.pidfile.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": self.proc.pid, "argv": self.argv}))
-        os.replace(tmp, self.pidfile)
+        write_pidfile(self.pidfile, self.proc.pid, self.argv)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -177,19 +175,21 @@ class Process:
         self.pidfile.unlink(missing_ok=True)
 
 
-def stop_group(pid: int, timeout: float = 10.0, popen: subprocess.Popen | None = None) -> None:
-    """SIGTERM the process group led by `pid`, then SIGKILL it after `timeout` seconds."""
+def stop_group(pid: int, timeout: float = 10.0, popen: subprocess.Popen | None = None, group: bool = True) -> None:
+    """SIGTERM the process group led by `pid` (or only `pid`), then SIGKILL it after `timeout` seconds."""
+    send = os.killpg if group else os.kill
+    alive = _group_alive if group else _pid_alive
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(pid, sig)
+            send(pid, sig)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if popen is not None:
-                if popen.poll() is not None and not _group_alive(pid):
+                if popen.poll() is not None and not alive(pid):
                     return
-            elif not _group_alive(pid):
+            elif not alive(pid):
                 return
             time.sleep(0.05)
     if popen is not None:
@@ -216,6 +216,19 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
@@ -231,6 +244,15 @@ def _pgid_of(pid: int) -> int | None:
         return None
 
 
+def write_pidfile(pidfile: Path, pid: int, argv: list[str], group: bool = True) -> None:
+    """Record a PID with its command line (atomically), so a later `stop_pidfile` can check it is the same program."""
+    pidfile = Path(pidfile)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pidfile.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": pid, "argv": argv, "group": group}))
+    os.replace(tmp, pidfile)
+
+
 def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
     """Stop the process recorded in `pidfile` if it is still the same program. Returns True if one was stopped."""
     try:
@@ -241,7 +263,7 @@ def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
     pid, argv = int(info["pid"]), info["argv"]
     stopped = False
     if _cmdline(pid) == argv:
-        stop_group(pid, timeout)
+        stop_group(pid, timeout, group=info.get("group", True))
         stopped = True
     Path(pidfile).unlink(missing_ok=True)
     return stopped

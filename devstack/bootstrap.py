@@ -1,0 +1,171 @@
+"""Install everything the local data lake and the test suite need, idempotently.
+
+Run by `make up` and `make test` with the system Python (standard library only). Each step records a stamp (a hash
+of its inputs) so that a re-run with nothing changed takes well under a second. As root, missing Debian packages
+are installed with apt-get; otherwise the missing ones are named with the command that installs them.
+
+    python3 -m devstack.bootstrap [--test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENVS = REPO / ".venvs"
+STAMPS = VENVS / ".stamps"
+
+# Debian packages: what provides a command or file we need, for `make up` and for `make test`.
+APT_UP = {
+    "postgresql": "/usr/lib/postgresql/15/bin/initdb",
+    "nodejs": "/usr/bin/node",
+    "npm": "/usr/bin/npm",
+}
+APT_TEST: dict[str, str] = {}
+
+NODE_MAJOR_MIN = 20
+
+RUCIO_SERVER_PACKAGES = ["rucio==41.5.1", "gunicorn", "psycopg2-binary"]
+
+
+class BootstrapError(SystemExit):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[bootstrap] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> None:
+    try:
+        subprocess.run(cmd, check=True, **kw)
+    except FileNotFoundError:
+        raise BootstrapError(f"bootstrap: `{cmd[0]}` not found; install it and re-run") from None
+    except subprocess.CalledProcessError as e:
+        raise BootstrapError(f"bootstrap: `{' '.join(map(str, cmd))}` failed with status {e.returncode}") from None
+
+
+def digest(*parts: str | Path) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path):
+            h.update(p.read_bytes() if p.exists() else b"<missing>")
+        else:
+            h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def stamped(name: str, key: str) -> bool:
+    return (STAMPS / name).exists() and (STAMPS / name).read_text() == key
+
+
+def stamp(name: str, key: str) -> None:
+    STAMPS.mkdir(parents=True, exist_ok=True)
+    (STAMPS / name).write_text(key)
+
+
+def apt_install(wanted: dict[str, str]) -> None:
+    missing = [pkg for pkg, path in wanted.items() if not Path(path).exists()]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise BootstrapError(
+            f"bootstrap: missing Debian packages {' '.join(missing)}: run `sudo apt-get install -y {' '.join(missing)}`"
+        )
+    log(f"apt-get install {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], env=env)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+
+
+def check_node() -> None:
+    node = shutil.which("node")
+    if node is None:
+        raise BootstrapError("bootstrap: Node.js not found: install Node.js >= 20 (e.g. `apt-get install nodejs npm`)")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    try:
+        major = int(version.lstrip("v").split(".")[0])
+    except ValueError:
+        major = 0
+    if major < NODE_MAJOR_MIN:
+        raise BootstrapError(f"bootstrap: Node.js {version} is too old: the dev IAM needs Node.js >= {NODE_MAJOR_MIN}")
+
+
+def ensure_venv(path: Path) -> Path:
+    python = path / "bin" / "python"
+    if not python.exists():
+        log(f"creating {path.relative_to(REPO)}")
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+        except subprocess.CalledProcessError:
+            shutil.rmtree(path, ignore_errors=True)
+            if os.geteuid() == 0:
+                apt_install({"python3-venv": "/usr/share/doc/python3-venv"})
+                run([sys.executable, "-m", "venv", str(path)])
+            else:
+                raise BootstrapError("bootstrap: `python3 -m venv` failed: run `sudo apt-get install -y python3-venv`")
+    return python
+
+
+def pip_install(python: Path, args: list[str]) -> None:
+    run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args])
+
+
+def main_venv() -> None:
+    key = digest(REPO / "pyproject.toml", REPO / "constraints.txt")
+    if stamped("main", key) and (VENVS / "main" / "bin" / "python").exists():
+        return
+    python = ensure_venv(VENVS / "main")
+    log("installing escape-dlaas[dev] into .venvs/main")
+    pip_install(python, ["-c", str(REPO / "constraints.txt"), "-e", f"{REPO}[dev]"])
+    stamp("main", key)
+
+
+def rucio_venv() -> None:
+    constraints = REPO / "devstack" / "rucio-constraints.txt"
+    key = digest(constraints, " ".join(RUCIO_SERVER_PACKAGES))
+    if stamped("rucio", key) and (VENVS / "rucio" / "bin" / "python").exists():
+        return
+    python = ensure_venv(VENVS / "rucio")
+    log("installing the Rucio server into .venvs/rucio")
+    pip_install(python, ["-c", str(constraints), *RUCIO_SERVER_PACKAGES])
+    stamp("rucio", key)
+
+
+def node_modules() -> None:
+    lock = REPO / "devstack" / "package-lock.json"
+    key = digest(lock)
+    if stamped("npm", key) and (REPO / "devstack" / "node_modules").is_dir():
+        return
+    log("installing Node.js packages (oidc-provider, configurable-http-proxy)")
+    run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=REPO / "devstack")
+    stamp("npm", key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--test", action="store_true", help="also install what the test suite needs")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    wanted = dict(APT_UP)
+    if args.test:
+        wanted.update(APT_TEST)
+    apt_install(wanted)
+    check_node()
+    main_venv()
+    rucio_venv()
+    node_modules()
+    log(f"ready in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
