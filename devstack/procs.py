@@ -72,11 +72,16 @@ def http_ready(url: str, ok_below: int = 500) -> Callable[[], bool]:
 
 
 def _cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    # A process caught in the middle of execve() briefly shows an empty command line: look again.
+    for _ in range(20):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if raw:
+            return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+        time.sleep(0.025)
+    return []
 
 
 class Process:
