@@ -258,6 +258,15 @@ def write_pidfile(pidfile: Path, pid: int, argv: list[str], group: bool = True) 
     os.replace(tmp, pidfile)
 
 
+def pidfile_running(pidfile: Path) -> bool:
+    """True if the program recorded in `pidfile` still runs (same PID and same command line)."""
+    try:
+        info = json.loads(Path(pidfile).read_text())
+    except (OSError, ValueError):
+        return False
+    return _cmdline(int(info["pid"])) == info["argv"]
+
+
 def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
     """Stop the process recorded in `pidfile` if it is still the same program. Returns True if one was stopped."""
     try:
