@@ -32,7 +32,7 @@ APT_TEST: dict[str, str] = {}
 
 NODE_MAJOR_MIN = 20
 
-RUCIO_SERVER_PACKAGES = ["rucio==41.5.1", "gunicorn", "psycopg2-binary"]
+RUCIO_SERVER_PACKAGES = ["rucio==41.5.1", "gunicorn", "psycopg[binary]"]
 
 
 class BootstrapError(SystemExit):

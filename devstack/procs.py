@@ -99,6 +99,7 @@ class Process:
         cwd: Path | None = None,
         timeout: float = 60.0,
         user: str | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
     ):
         self.name = name
         self.argv = [str(a) for a in argv]
@@ -112,6 +113,7 @@ class Process:
         self.env = env
         self.cwd = cwd
         self.timeout = timeout
+        self.stop_signal = stop_signal
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -176,15 +178,21 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is not None:
-            stop_group(self.proc.pid, timeout, popen=self.proc)
+            stop_group(self.proc.pid, timeout, popen=self.proc, first_signal=self.stop_signal)
         self.pidfile.unlink(missing_ok=True)
 
 
-def stop_group(pid: int, timeout: float = 10.0, popen: subprocess.Popen | None = None, group: bool = True) -> None:
-    """SIGTERM the process group led by `pid` (or only `pid`), then SIGKILL it after `timeout` seconds."""
+def stop_group(
+    pid: int,
+    timeout: float = 10.0,
+    popen: subprocess.Popen | None = None,
+    group: bool = True,
+    first_signal: signal.Signals = signal.SIGTERM,
+) -> None:
+    """Signal the process group led by `pid` (or only `pid`), then SIGKILL it after `timeout` seconds."""
     send = os.killpg if group else os.kill
     alive = _group_alive if group else _pid_alive
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    for sig, wait in ((first_signal, timeout), (signal.SIGKILL, 5.0)):
         try:
             send(pid, sig)
         except ProcessLookupError:
