@@ -135,7 +135,7 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
         }
         _write_private(idp, json.dumps({self.iam_issuer: {**client, "SCIM": dict(client)}}, indent=2))
         sections: dict[str, dict[str, str]] = {
-            "common": {"logdir": str(self.dir / "logs"), "loglevel": "INFO", "multi_vo": "False"},
+            "common": {"logdir": str(self.dir / "logs"), "loglevel": "INFO"},
             "client": {"rucio_host": self.url, "auth_host": self.url},
             "database": {"default": self.db_url, "pool_size": "10", "max_overflow": "20", "pool_recycle": "3600",
                          "echo": "0", "pool_reset_on_return": "rollback"},

@@ -1,0 +1,190 @@
+"""Seed the local Rucio server: accounts with dev-IAM identities, scopes, RSEs on local directories, demo data.
+
+Runs over the REST API as root through rucio-clients, so the seed exercises the real server. Every step checks
+what exists first: a second run registers nothing and takes about a second.
+
+RSEs (directories under <state>/rses/<RSE>):
+- EULAKE-1: the "replica mode" RSE a user's server sees through its storage mount (EOS FUSE in production).
+- DESY-DCACHE: a destination for rules and uploads.
+- JUPYTER-SCRATCHDISK: the greedy, non-deterministic scratch area datalakectl registers files from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.settings import REPO, Settings
+
+USERS_FILE = REPO / "devstack" / "iam" / "users.json"
+
+REPLICA_RSE = "EULAKE-1"
+DESTINATION_RSE = "DESY-DCACHE"
+SCRATCH_RSE = "JUPYTER-SCRATCHDISK"
+RSES = (REPLICA_RSE, DESTINATION_RSE, SCRATCH_RSE)
+SITE = "LOCAL"
+DEMO_SCOPE = "escape_demo"
+ACCOUNT_LIMIT = 10 * 1024**4  # 10 TiB: demo accounts are never blocked by quota
+
+
+@dataclass(frozen=True)
+class DemoFile:
+    scope: str
+    name: str
+    content: bytes
+
+    @property
+    def adler32(self) -> str:
+        return f"{zlib.adler32(self.content) & 0xFFFFFFFF:08x}"
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.content).hexdigest()
+
+
+def demo_datasets(full: bool) -> dict[tuple[str, str], list[DemoFile]]:
+    """Deterministic demo content: a few MB-sized files and many small ones (fewer when `full` is False)."""
+
+    def blob(seed: str, size: int) -> bytes:
+        out, block = bytearray(), hashlib.sha256(seed.encode()).digest()
+        while len(out) < size:
+            block = hashlib.sha256(block).digest()
+            out += block * 64
+        return bytes(out[:size])
+
+    large = [DemoFile(DEMO_SCOPE, f"higgs-candidates.{i:02d}.root", blob(f"higgs{i}", 3 * 1024**2 + i))
+             for i in range(3)]
+    count = 2000 if full else 40
+    small = [DemoFile(DEMO_SCOPE, f"cosmic-ray-event.{i:05d}.json",
+                      json.dumps({"event": i, "energy_gev": round(1 + (i * 7919 % 1000) / 10, 1)}).encode())
+             for i in range(count)]
+    alice = [DemoFile("user.alice", "alice-notes.txt", b"Alice's first file in the Data Lake.\n")]
+    return {
+        (DEMO_SCOPE, "higgs-candidates"): large,
+        (DEMO_SCOPE, "cosmic-rays-small"): small,
+        ("user.alice", "alice-first-dataset"): alice,
+    }
+
+
+def load_users() -> list[dict]:
+    return json.loads(USERS_FILE.read_text())
+
+
+def rse_dir(settings: Settings, rse: str) -> Path:
+    return settings.state_dir / "rses" / rse
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | None = None) -> dict:
+    """Create everything the local data lake needs; returns counts of what was added."""
+    from rucio.client import Client
+    from rucio.common.exception import Duplicate
+
+    issuer = iam_issuer or server.iam_issuer
+    cfg = server.client_config(server.dir / "root-client.cfg", account="root", auth_type="userpass")
+    os.environ["RUCIO_CONFIG"] = str(cfg)
+    client = Client(rucio_host=server.url, auth_host=server.url, account="root", auth_type="userpass",
+                    creds={"username": "root", "password": server.root_password})
+    added = {"accounts": 0, "rses": 0, "files": 0}
+
+    existing_accounts = {a["account"] for a in client.list_accounts()}
+    for user in load_users():
+        name = user["username"]
+        if name not in existing_accounts:
+            client.add_account(name, "USER", user["email"])
+            added["accounts"] += 1
+        identity = f"SUB={user['sub']}, ISS={issuer}"
+        if not any(i["identity"] == identity for i in client.list_identities(name)):
+            client.add_identity(name, identity, "OIDC", user["email"], default=True)
+        if "escape/admins" in user.get("groups", []):
+            attrs = {a["key"] for page in client.list_account_attributes(name) for a in page}
+            if "admin" not in attrs:
+                client.add_account_attribute(name, "admin", "True")
+    existing_scopes = set(client.list_scopes())
+    for user in load_users():
+        if f"user.{user['username']}" not in existing_scopes:
+            client.add_scope(user["username"], f"user.{user['username']}")
+    if DEMO_SCOPE not in existing_scopes:
+        client.add_scope("root", DEMO_SCOPE)
+
+    existing_rses = {r["rse"] for r in client.list_rses()}
+    for rse in RSES:
+        directory = rse_dir(settings, rse)
+        directory.mkdir(parents=True, exist_ok=True)
+        if rse in existing_rses:
+            continue
+        client.add_rse(rse, deterministic=(rse != SCRATCH_RSE))
+        client.add_protocol(rse, {
+            "scheme": "file",
+            "hostname": "localhost",  # posix protocols need a hostname, or the reaper deletes nothing
+            "port": 0,
+            "prefix": f"{directory}/",
+            "impl": "rucio.rse.protocols.posix.Default",
+            "domains": {
+                "lan": {"read": 1, "write": 1, "delete": 1},
+                "wan": {"read": 1, "write": 1, "delete": 1, "third_party_copy_read": 1,
+                        "third_party_copy_write": 1},
+            },
+        })
+        client.add_rse_attribute(rse, "site", SITE)
+        client.add_rse_attribute(rse, "fts", "devcopy://localhost")
+        if rse == SCRATCH_RSE:
+            client.add_rse_attribute(rse, "greedyDeletion", True)
+        added["rses"] += 1
+    for src in RSES:
+        for dst in RSES:
+            if src != dst:
+                try:
+                    client.add_distance(src, dst, {"distance": 1})
+                except Duplicate:
+                    pass
+    for user in [{"username": "root"}, *load_users()]:
+        limits = client.get_local_account_limits(user["username"])
+        for rse in RSES:
+            if limits.get(rse) != ACCOUNT_LIMIT:
+                client.set_local_account_limit(user["username"], rse, ACCOUNT_LIMIT)
+
+    added["files"] = _seed_demo_data(settings, client, full)
+    return added
+
+
+def _seed_demo_data(settings: Settings, client, full: bool) -> int:
+    from rucio.common.exception import DataIdentifierNotFound
+
+    added = 0
+    for (scope, dataset), files in demo_datasets(full).items():
+        try:
+            client.get_did(scope, dataset)
+            present = {d["name"] for d in client.list_files(scope, dataset)}
+        except DataIdentifierNotFound:
+            client.add_dataset(scope, dataset)
+            present = set()
+        missing = [f for f in files if f.name not in present]
+        if not missing:
+            continue
+        for chunk in _chunks(missing, 1000):
+            pfns = client.lfns2pfns(REPLICA_RSE, [f"{f.scope}:{f.name}" for f in chunk], operation="write")
+            for f in chunk:
+                path = Path(pfns[f"{f.scope}:{f.name}"].removeprefix("file://localhost"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(f.content)
+            client.add_replicas(REPLICA_RSE, [
+                {"scope": f.scope, "name": f.name, "bytes": len(f.content), "adler32": f.adler32, "md5": f.md5}
+                for f in chunk
+            ])
+            client.attach_dids(scope, dataset, [{"scope": f.scope, "name": f.name} for f in chunk])
+        added += len(missing)
+        if not list(client.list_did_rules(scope, dataset)):
+            # Pin the demo data on the replica-mode RSE so no daemon ever cleans it up.
+            client.add_replication_rule([{"scope": scope, "name": dataset}], 1, REPLICA_RSE,
+                                        comment="demo data of the local data lake")
+    return added
