@@ -1,0 +1,109 @@
+"""Rucio's daemons for the local data lake, so that rules really complete and expired replicas really go.
+
+One background process (inside .venvs/rucio) calls each daemon's single iteration in turn, every couple of seconds:
+judge evaluator, judge cleaner (expired rules), judge repairer, conveyor submitter / poller / finisher with the
+`devcopy` transfer tool (real byte copies between local RSEs), the reaper (greedy RSEs lose replicas as soon as no
+rule protects them) and the undertaker (expired DIDs).
+
+`RucioDaemons` starts and stops that process from the devstack (main venv); `python -m devstack.rucio_daemons`
+is the loop itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from devstack.procs import Process
+from devstack.settings import REPO, RUCIO_PYTHON, Settings
+
+
+class RucioDaemons:
+    def __init__(self, settings: Settings, server, *, interval: float = 1.0):
+        self.settings = settings
+        self.server = server
+        self.interval = interval
+        self.process: Process | None = None
+        self.heartbeat = settings.state_dir / "rucio" / "daemons.heartbeat"
+
+    def start(self) -> RucioDaemons:
+        self.heartbeat.unlink(missing_ok=True)
+        env = self.server.env()
+        env["DLAAS_DEVCOPY_JOBS"] = str(self.settings.state_dir / "rucio" / "devcopy-jobs")
+        env["DLAAS_DAEMONS_HEARTBEAT"] = str(self.heartbeat)
+        env["DLAAS_DAEMONS_INTERVAL"] = str(self.interval)
+        self.process = Process(
+            "rucio-daemons",
+            [str(RUCIO_PYTHON), "-m", "devstack.rucio_daemons"],
+            run_dir=self.settings.run_dir,
+            log_dir=self.settings.log_dir,
+            ready=self.heartbeat.exists,  # ready once a first full cycle ran
+            env=env,
+            cwd=REPO,
+            timeout=120,
+        ).start()
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=20)
+            self.process = None
+
+
+def _cycle() -> None:
+    from rucio.daemons.conveyor import finisher, poller, submitter
+    from rucio.daemons.judge import cleaner, evaluator, repairer
+    from rucio.daemons.reaper import reaper
+    from rucio.daemons.undertaker import undertaker
+
+    evaluator.re_evaluator(once=True, did_limit=1000)
+    cleaner.rule_cleaner(once=True)
+    repairer.rule_repairer(once=True)
+    submitter.submitter(once=True, partition_wait_time=0, transfertools=["devcopy"], bulk=1000)
+    poller.poller(once=True, partition_wait_time=0, older_than=0, transfertool="devcopy", db_bulk=1000)
+    finisher.finisher(once=True, partition_wait_time=0, db_bulk=1000)
+    reaper.reaper(rses=[], include_rses=None, exclude_rses=None, once=True, chunk_size=1000)
+    undertaker.undertaker(once=True, chunk_size=1000)
+
+
+def main() -> int:
+    import logging
+
+    from rucio.core import transfer as transfer_core
+
+    from devstack.rucio_transfer import DevCopyTransfertool
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    transfer_core.TRANSFERTOOL_CLASSES_BY_NAME[DevCopyTransfertool.external_name] = DevCopyTransfertool
+    heartbeat = os.environ.get("DLAAS_DAEMONS_HEARTBEAT")
+    interval = float(os.environ.get("DLAAS_DAEMONS_INTERVAL", "1"))
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        started = time.monotonic()
+        try:
+            _cycle()
+        except Exception:
+            logging.exception("daemon cycle failed; retrying")
+        if heartbeat:
+            with open(heartbeat, "w") as f:
+                f.write(f"{time.time():.3f} {time.monotonic() - started:.3f}\n")
+        deadline = time.monotonic() + interval
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
