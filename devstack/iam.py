@@ -1,0 +1,148 @@
+"""Start the dev IAM (devstack/iam/server.js, an INDIGO-IAM-shaped OpenID provider) as a child process.
+
+Clients are registered before start and written to <state>/iam/clients.json (mode 0600); their secrets are
+generated there and never committed. The signing key persists in <state>/iam, so tokens survive a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from devstack.procs import Process, ServiceError, ensure_port_free, http_ready
+from devstack.settings import NODE_MODULES, REPO, Settings
+
+SERVER_JS = REPO / "devstack" / "iam" / "server.js"
+USERS_FILE = REPO / "devstack" / "iam" / "users.json"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
+class DevIAM:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clients: list[dict] | None = None,
+        port: int | None = None,
+        access_token_ttl: int = 3600,
+        refresh_token_ttl: int = 30 * 24 * 3600,
+        id_token_ttl: int = 3600,
+        users_file: Path = USERS_FILE,
+    ):
+        self.settings = settings
+        self.port = settings.iam_port if port is None else port
+        self.dir = settings.state_dir / "iam"
+        self.ttls = (access_token_ttl, refresh_token_ttl, id_token_ttl)
+        self.users_file = users_file
+        self._clients: dict[str, dict] = {}
+        self.process: Process | None = None
+        self.issuer = ""
+        for client in clients or []:
+            self.add_client(**client)
+
+    @property
+    def users(self) -> list[dict]:
+        return json.loads(self.users_file.read_text())
+
+    def user(self, username: str) -> dict:
+        return next(u for u in self.users if u["username"] == username)
+
+    @property
+    def url(self) -> str:
+        return self.issuer.rstrip("/")
+
+    def add_client(self, client_id: str, redirect_uris: list[str] = (), *, public: bool = False,
+                   grant_types: list[str] | None = None, client_secret: str | None = None) -> dict:
+        """Register a client (before start). Confidential clients get a generated secret, kept in the state dir."""
+        client = {
+            "client_id": client_id,
+            "redirect_uris": list(redirect_uris),
+            "grant_types": grant_types or ["authorization_code", "refresh_token", TOKEN_EXCHANGE],
+        }
+        if not public:
+            client["client_secret"] = client_secret or self._stored_secret(client_id)
+        self._clients[client_id] = client
+        return client
+
+    def client(self, client_id: str) -> dict:
+        return self._clients[client_id]
+
+    def _stored_secret(self, client_id: str) -> str:
+        path = self.dir / "client-secrets.json"
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        if client_id not in stored:
+            stored[client_id] = secrets.token_urlsafe(32)
+            self._write_private(path, json.dumps(stored))
+        return stored[client_id]
+
+    def _write_private(self, path: Path, text: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+    def start(self) -> DevIAM:
+        node = shutil.which("node")
+        if node is None:
+            raise ServiceError("Node.js not found: run `make up` (installs Node.js and the dev IAM's packages)")
+        if not (NODE_MODULES / "oidc-provider").is_dir():
+            raise ServiceError("the dev IAM's npm packages are missing: run `make up`")
+        ensure_port_free(self.settings.host, self.port, "dev IAM", "DLAAS_IAM_PORT")
+        clients_file = self.dir / "clients.json"
+        self._write_private(clients_file, json.dumps(list(self._clients.values())))
+        access, refresh, id_ttl = self.ttls
+        self.process = Process(
+            "dev-iam",
+            [node, str(SERVER_JS), "--host", self.settings.host, "--port", str(self.port),
+             "--state-dir", str(self.dir), "--users", str(self.users_file), "--clients", str(clients_file),
+             "--access-ttl", str(access), "--refresh-ttl", str(refresh), "--id-ttl", str(id_ttl)],
+            run_dir=self.settings.run_dir,
+            log_dir=self.settings.log_dir,
+            ready=self._ready,
+            env={**os.environ, "NODE_ENV": "development", "NODE_NO_WARNINGS": "1"},
+            cwd=REPO / "devstack",
+            timeout=30,
+        )
+        self._log_offset = self.process.log_path.stat().st_size if self.process.log_path.exists() else 0
+        self.process.start()
+        return self
+
+    def _ready(self) -> bool:
+        if not self.issuer:
+            with open(self.process.log_path, "rb") as f:
+                f.seek(self._log_offset)
+                found = re.search(rb"^READY (\S+)$", f.read(), re.M)
+            if not found:
+                return False
+            self.issuer = found.group(1).decode()
+            self.port = int(self.issuer.rstrip("/").rsplit(":", 1)[1])
+        return http_ready(f"{self.issuer}.well-known/openid-configuration")()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def restart(self) -> DevIAM:
+        """Stop and start again on the same port (keys and clients persist)."""
+        port = self.port
+        self.stop()
+        self.issuer, self.port = "", port
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return self.start()
+            except ServiceError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
