@@ -86,14 +86,10 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | None = None) -> dict:
     """Create everything the local data lake needs; returns counts of what was added."""
-    from rucio.client import Client
     from rucio.common.exception import Duplicate
 
     issuer = iam_issuer or server.iam_issuer
-    cfg = server.client_config(server.dir / "root-client.cfg", account="root", auth_type="userpass")
-    os.environ["RUCIO_CONFIG"] = str(cfg)
-    client = Client(rucio_host=server.url, auth_host=server.url, account="root", auth_type="userpass",
-                    creds={"username": "root", "password": server.root_password})
+    client = server.root_client()
     added = {"accounts": 0, "rses": 0, "files": 0}
 
     existing_accounts = {a["account"] for a in client.list_accounts()}

@@ -202,6 +202,17 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
             self.process.stop()
             self.process = None
 
+    def root_client(self):
+        """A rucio-clients Client (main venv) logged in as root, its token cache inside the state directory."""
+        from rucio.client import Client
+
+        class StateDirClient(Client):
+            # The default cache (/tmp/.rucio_<user>) would hand tokens of another server instance around.
+            TOKEN_PATH_PREFIX = str(self.dir / "client-tokens" / ".rucio_")
+
+        return StateDirClient(rucio_host=self.url, auth_host=self.url, account="root", auth_type="userpass",
+                              creds={"username": "root", "password": self.root_password})
+
     def client_config(self, path: Path, *, account: str, auth_type: str = "oidc", token_file: Path | None = None,
                       username: str | None = None, password: str | None = None) -> Path:
         """A rucio.cfg for rucio-clients (in .venvs/main) talking to this server."""

@@ -1,0 +1,126 @@
+"""Session-scoped fixtures that start the real local data lake on free loopback ports.
+
+The same classes `make up` uses (devstack.*) run here with port 0 / free ports and a temporary state directory;
+every process is stopped by PID in the fixture's finalizer, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from devstack.iam import DevIAM
+from devstack.iam_login import code_flow_tokens, exchange
+from devstack.postgres import Postgres
+from devstack.rucio_daemons import RucioDaemons
+from devstack.rucio_seed import seed
+from devstack.rucio_server import RucioServer
+from devstack.settings import Settings
+
+TEST_REDIRECT = "http://127.0.0.1:9/callback"  # never fetched: the scripted login stops before it
+
+
+@pytest.fixture(scope="session")
+def state_dir():
+    # Under /tmp rather than pytest's 0700 tmp dir: PostgreSQL runs as its own user and must reach its files.
+    path = Path(tempfile.mkdtemp(prefix="dlaas-it-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(state_dir):
+    return Settings(state_dir=state_dir, iam_port=0, rucio_port=0, postgres_port=0, hub_port=0)
+
+
+@pytest.fixture(scope="session")
+def iam(settings):
+    iam = DevIAM(settings)
+    iam.add_client("dlaas-test", [TEST_REDIRECT])
+    iam.add_client("dlaas-public", [TEST_REDIRECT], public=True)
+    iam.start()
+    yield iam
+    iam.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(settings):
+    pg = Postgres(settings, port=0).start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def rucio(settings, postgres, iam):
+    server = RucioServer(settings, postgres.url, iam_issuer=iam.issuer, port=0).start()
+    try:
+        seed(settings, server, full=False)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def rucio_daemons(settings, rucio):
+    daemons = RucioDaemons(settings, rucio).start()
+    yield daemons
+    daemons.stop()
+
+
+@pytest.fixture(scope="session")
+def rucio_token(iam):
+    """`rucio_token(user, audience='rucio')` -> an access token exchanged from a real login of `user`."""
+    cache = {}
+
+    def get(user: str, audience: str = "rucio", scope: str = "openid profile") -> str:
+        key = (user, audience, scope)
+        if key not in cache:
+            client = iam.client("dlaas-test")
+            login = code_flow_tokens(iam, client, user, iam.user(user)["password"])
+            cache[key] = exchange(iam, client, login["access_token"], audience=audience, scope=scope)["access_token"]
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture
+def user_client(rucio, tmp_path, monkeypatch):
+    """`user_client(account, token)` -> a rucio-clients Client authenticating with `token` as a bearer token file,
+    the way rucio-clients in a user's server do (BEARER_TOKEN_FILE), with a private token cache."""
+    from rucio.client import Client
+
+    def make(account: str, token: str):
+        token_file = tmp_path / f"token-{account}"
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+        monkeypatch.setenv("BEARER_TOKEN_FILE", str(token_file))
+        monkeypatch.delenv("BEARER_TOKEN", raising=False)
+
+        class IsolatedClient(Client):
+            TOKEN_PATH_PREFIX = str(tmp_path / ".rucio_")
+
+        return IsolatedClient(rucio_host=rucio.url, auth_host=rucio.url, account=account, auth_type="oidc")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def root_client(rucio):
+    """A rucio-clients Client logged in as root (userpass), for setting up and checking catalogue state."""
+    return rucio.root_client()
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
