@@ -16,7 +16,7 @@ import Provider from 'oidc-provider';
 
 import { loadClients, loadUsers } from './config.js';
 import { mountInteractions } from './interactions.js';
-import { introspect } from './introspection.js';
+import { introspect, userinfo } from './jwt_endpoints.js';
 import { loadOrCreateKeys } from './keys.js';
 import { registerTokenExchange } from './token_exchange.js';
 
@@ -58,14 +58,20 @@ const DEFAULT_AUDIENCE = 'urn:escape:dlaas:iam';
 
 let provider;
 const server = http.createServer((req, res) => {
-  if (req.method === 'POST' && req.url.split('?')[0] === '/introspect') {
-    introspect(req, res, { provider, keys, clients }).catch((err) => {
+  const path = req.url.split('?')[0];
+  let handler;
+  if (req.method === 'POST' && path === '/introspect') handler = introspect;
+  if ((req.method === 'GET' || req.method === 'POST') && path === '/userinfo') handler = userinfo;
+  if (!handler) {
+    provider.callback()(req, res);
+    return;
+  }
+  handler(req, res, { provider, keys, clients, users })
+    .then(() => process.stdout.write(`${req.method} ${path} ${res.statusCode}\n`))
+    .catch((err) => {
       res.statusCode = 500;
       res.end(JSON.stringify({ error: 'server_error', error_description: err.message }));
     });
-    return;
-  }
-  provider.callback()(req, res);
 });
 
 server.on('error', (err) => fail(err.code === 'EADDRINUSE'
@@ -103,6 +109,7 @@ server.listen(Number(args.port), args.host, () => {
     features: {
       devInteractions: { enabled: false },
       revocation: { enabled: true },
+      introspection: { enabled: true },  // advertised; served by introspection.js, which also knows JWTs
       resourceIndicators: {
         enabled: true,
         defaultResource: async () => DEFAULT_AUDIENCE,

@@ -14,6 +14,12 @@ import { TOKEN_EXCHANGE } from './config.js';
 const PARAMS = ['subject_token', 'subject_token_type', 'audience', 'scope', 'actor_token', 'actor_token_type',
   'requested_token_type', 'resource'];
 
+function invalidGrant(description) {
+  const err = new errors.InvalidGrant(description);
+  err.error_description = description;
+  return err;
+}
+
 export function registerTokenExchange(provider, { keys, ttl, defaultAudience, users }) {
   async function verifySubject(token) {
     try {
@@ -24,7 +30,7 @@ export function registerTokenExchange(provider, { keys, ttl, defaultAudience, us
       });
       return payload;
     } catch (err) {
-      throw new errors.InvalidGrant(`subject_token is invalid: ${err.code === 'ERR_JWT_EXPIRED'
+      throw invalidGrant(`subject_token is invalid: ${err.code === 'ERR_JWT_EXPIRED'
         ? 'it has expired' : 'it was not issued by this provider or is malformed'}`);
     }
   }
@@ -34,7 +40,7 @@ export function registerTokenExchange(provider, { keys, ttl, defaultAudience, us
     if (params.actor_token) throw new errors.InvalidRequest('Delegation not supported');
     if (!params.subject_token) throw new errors.InvalidRequest('missing required parameter \'subject_token\'');
     const subject = await verifySubject(params.subject_token);
-    if (!users.bySub.has(subject.sub)) throw new errors.InvalidGrant('subject_token names an unknown user');
+    if (!users.bySub.has(subject.sub)) throw invalidGrant('subject_token names an unknown user');
     const granted = new Set(String(subject.scope || '').split(' ').filter(Boolean));
     const requested = params.scope ? params.scope.split(' ').filter(Boolean) : [...granted];
     const excess = requested.filter((s) => !granted.has(s));

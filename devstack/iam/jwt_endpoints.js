@@ -1,5 +1,6 @@
-// RFC 7662 introspection for a client-authenticated caller: JWT access tokens are verified with the signing key
-// (oidc-provider cannot look them up, it does not store them); refresh tokens are looked up in the provider.
+// The endpoints that must understand JWT access tokens, which oidc-provider does not store and therefore cannot
+// look up: userinfo (IAM serves it for its access tokens) and RFC 7662 introspection for an authenticated client
+// (JWTs verified with the signing key; refresh tokens looked up in the provider).
 import { timingSafeEqual } from 'node:crypto';
 
 import { jwtVerify } from 'jose';
@@ -73,4 +74,36 @@ export async function introspect(req, res, { provider, keys, clients }) {
     return;
   }
   send(res, 200, { active: false });
+}
+
+const SCOPE_CLAIMS = {
+  openid: ['sub'],
+  profile: ['name', 'preferred_username', 'groups'],
+  email: ['email', 'email_verified'],
+};
+
+export async function userinfo(req, res, { provider, keys, users }) {
+  const header = req.headers.authorization || '';
+  const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(token, keys.publicKey, { issuer: provider.issuer, algorithms: ['RS256'],
+      typ: 'at+jwt' }));
+  } catch {
+    res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${provider.issuer}", error="invalid_token"`,
+      'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ error: 'invalid_token', error_description: 'invalid or expired access token' }));
+    return;
+  }
+  const user = users.bySub.get(payload.sub);
+  const scopes = String(payload.scope || '').split(' ');
+  if (!user || !scopes.includes('openid')) {
+    send(res, 403, { error: 'insufficient_scope', error_description: 'the token does not carry the openid scope' });
+    return;
+  }
+  const claims = {};
+  for (const scope of scopes) {
+    for (const claim of SCOPE_CLAIMS[scope] || []) claims[claim] = user.claims[claim];
+  }
+  send(res, 200, claims);
 }
