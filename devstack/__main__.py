@@ -40,6 +40,10 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     except ServiceError as e:
         print(f"[devstack] {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # a bug or an unexpected answer: still one clear line, and everything stopped
+        print(f"[devstack] start failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+              f" (logs in {settings.log_dir})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\n[devstack] stopping", flush=True)
         return 0

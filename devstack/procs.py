@@ -71,17 +71,12 @@ def http_ready(url: str, ok_below: int = 500) -> Callable[[], bool]:
     return check
 
 
-def _cmdline(pid: int) -> list[str] | None:
-    # A process caught in the middle of execve() briefly shows an empty command line: look again.
-    for _ in range(20):
-        try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        if raw:
-            return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-        time.sleep(0.025)
-    return []
+def _starttime(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: with the PID, it names one process for good."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class Process:
@@ -258,11 +253,12 @@ def _pgid_of(pid: int) -> int | None:
 
 
 def write_pidfile(pidfile: Path, pid: int, argv: list[str], group: bool = True) -> None:
-    """Record a PID with its command line (atomically), so a later `stop_pidfile` can check it is the same program."""
+    """Record a PID with its start time (atomically), so a later `stop_pidfile` can check it is the same process
+    (a PID alone may have been reused). The command line is kept for people reading the file."""
     pidfile = Path(pidfile)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     tmp = pidfile.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": pid, "argv": argv, "group": group}))
+    tmp.write_text(json.dumps({"pid": pid, "start": _starttime(pid), "argv": argv, "group": group}))
     os.replace(tmp, pidfile)
 
 
@@ -272,7 +268,12 @@ def pidfile_running(pidfile: Path) -> bool:
         info = json.loads(Path(pidfile).read_text())
     except (OSError, ValueError):
         return False
-    return _cmdline(int(info["pid"])) == info["argv"]
+    return _same_process(info)
+
+
+def _same_process(info: dict) -> bool:
+    pid = int(info["pid"])
+    return info.get("start") is not None and _starttime(pid) == info["start"] and _pid_alive(pid)
 
 
 def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
@@ -282,9 +283,9 @@ def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
     except (OSError, ValueError):
         Path(pidfile).unlink(missing_ok=True)
         return False
-    pid, argv = int(info["pid"]), info["argv"]
+    pid = int(info["pid"])
     stopped = False
-    if _cmdline(pid) == argv:
+    if _same_process(info):
         stop_group(pid, timeout, group=info.get("group", True))
         stopped = True
     Path(pidfile).unlink(missing_ok=True)

@@ -168,7 +168,9 @@ def _seed_demo_data(settings: Settings, client, full: bool) -> int:
         if not missing:
             continue
         for chunk in _chunks(missing, 1000):
-            pfns = client.lfns2pfns(REPLICA_RSE, [f"{f.scope}:{f.name}" for f in chunk], operation="write")
+            pfns = {}
+            for part in _chunks(chunk, 40):  # lfns2pfns is a GET: stay under gunicorn's 4 KiB request line
+                pfns.update(client.lfns2pfns(REPLICA_RSE, [f"{f.scope}:{f.name}" for f in part], operation="write"))
             for f in chunk:
                 path = Path(pfns[f"{f.scope}:{f.name}"].removeprefix("file://localhost"))
                 path.parent.mkdir(parents=True, exist_ok=True)

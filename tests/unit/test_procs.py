@@ -1,5 +1,6 @@
 """Process supervision: readiness, failed starts, stopping a whole process group by PID, port checks."""
 
+import json
 import os
 import socket
 import sys
@@ -112,8 +113,10 @@ def test_stop_pidfile_never_kills_a_recycled_pid(tmp_path):
     ).start()
     try:
         pidfile = tmp_path / "stale.pid"
-        # The pidfile names the bystander's PID but another program's command line: a PID the kernel reused.
+        # The pidfile names the bystander's PID but another start time: a PID the kernel reused.
         write_pidfile(pidfile, bystander.pid, ["some-service", "--that-exited"])
+        info = json.loads(pidfile.read_text())
+        pidfile.write_text(json.dumps({**info, "start": info["start"] - 1}))
         assert stop_pidfile(pidfile) is False
         assert _alive(bystander.pid)
         assert not pidfile.exists()

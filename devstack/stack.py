@@ -1,0 +1,125 @@
+"""The local data lake in a box: every service, started in dependency order and stopped in reverse.
+
+`Stack` is what `python -m devstack up` runs and what the integration fixtures build on. If any service fails to
+start, everything already started is stopped again before the error propagates: nothing is left running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from devstack.procs import ServiceError, ensure_port_free
+from devstack.settings import Settings
+
+
+@dataclass
+class Started:
+    name: str
+    service: Any
+
+
+class Stack:
+    def __init__(self, settings: Settings, *, full_seed: bool = True, with_hub: bool = False):
+        self.settings = settings
+        self.full_seed = full_seed
+        self.with_hub = with_hub
+        self.started: list[Started] = []
+        self.iam = self.postgres = self.rucio = self.daemons = self.hub = None
+
+    def _ports(self) -> list[tuple[int, str, str]]:
+        s = self.settings
+        ports = [
+            (s.iam_port, "dev IAM", "DLAAS_IAM_PORT"),
+            (s.postgres_port, "PostgreSQL", "DLAAS_POSTGRES_PORT"),
+            (s.rucio_port, "Rucio server", "DLAAS_RUCIO_PORT"),
+        ]
+        if self.with_hub:
+            ports.append((s.hub_port, "JupyterHub", "DLAAS_HUB_PORT"))
+        return ports
+
+    def start(self, progress: Callable[[str], None] = lambda msg: None) -> Stack:
+        # Check every fixed port before starting anything, so a busy port never leaves half a stack behind.
+        for port, what, env_var in self._ports():
+            ensure_port_free(self.settings.host, port, what, env_var)
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_all(progress)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _add(self, name: str, service: Any, progress: Callable[[str], None]) -> Any:
+        progress(f"starting {name}")
+        service.start()
+        self.started.append(Started(name, service))
+        return service
+
+    def _start_all(self, progress: Callable[[str], None]) -> None:
+        from devstack.iam import DevIAM
+        from devstack.postgres import Postgres
+        from devstack.rucio_daemons import RucioDaemons
+        from devstack.rucio_seed import seed
+        from devstack.rucio_server import RucioServer
+
+        s = self.settings
+        self.iam = DevIAM(s)
+        if self.with_hub:
+            self.iam.add_client("dlaas-hub", [f"{s.hub_url}/hub/oauth_callback"])
+        self._add("dev IAM", self.iam, progress)
+        self.postgres = self._add("PostgreSQL", Postgres(s), progress)
+        self.rucio = self._add("Rucio server", RucioServer(s, self.postgres.url, iam_issuer=self.iam.issuer), progress)
+        progress("seeding Rucio (accounts, RSEs, demo datasets)")
+        added = seed(s, self.rucio, full=self.full_seed)
+        if any(added.values()):
+            progress("seeded: " + ", ".join(f"{n} {what}" for what, n in added.items()))
+        self.rucio.client_config(self.root_cli_config, account="root", auth_type="userpass")
+        self.daemons = self._add("Rucio daemons", RucioDaemons(s, self.rucio), progress)
+        if self.with_hub:
+            from devstack.hub import LocalHub
+
+            self.hub = self._add("JupyterHub", LocalHub(s, iam=self.iam, rucio_url=self.rucio.url), progress)
+
+    @property
+    def root_cli_config(self):
+        return self.settings.state_dir / "rucio" / "root-client.cfg"
+
+    def dead(self) -> str | None:
+        """The name of the first service that stopped by itself, if any."""
+        for started in self.started:
+            alive = getattr(started.service, "alive", None)
+            if alive is not None and not alive():
+                return started.name
+        return None
+
+    def stop(self) -> None:
+        errors = []
+        while self.started:
+            started = self.started.pop()
+            try:
+                started.service.stop()
+            except Exception as e:  # keep stopping the others
+                errors.append(f"{started.name}: {e}")
+        if errors:
+            raise ServiceError("some services did not stop cleanly: " + "; ".join(errors))
+
+    def summary(self) -> str:
+        s = self.settings
+        lines = [
+            "",
+            "The local data lake is up:",
+            *([f"  JupyterHub     {s.hub_url}"] if self.with_hub else []),
+            f"  dev IAM        {self.iam.issuer}",
+            f"  Rucio server   {self.rucio.url}",
+            f"  PostgreSQL     127.0.0.1:{self.postgres.port}",
+            f"  RSE storage    {s.state_dir / 'rses'} (EULAKE-1, DESY-DCACHE, JUPYTER-SCRATCHDISK)",
+            f"  state and logs {s.state_dir}",
+            "",
+            f"Rucio CLI as root: RUCIO_CONFIG={self.root_cli_config} .venvs/main/bin/rucio did list 'escape_demo:*'",
+            "",
+            "Demo users (dev IAM): alice / alice-pass (escape/users), bob / bob-pass, admin / admin-pass (escape/admins)",
+            "Stop with Ctrl-C or `make down`.",
+        ]
+        return "\n".join(lines)
