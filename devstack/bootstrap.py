@@ -33,6 +33,8 @@ APT_TEST: dict[str, str] = {}
 NODE_MAJOR_MIN = 20
 
 RUCIO_SERVER_PACKAGES = ["rucio==41.5.1", "gunicorn", "psycopg[binary]"]
+# The users' environment (the "base" profile locally; the singleuser image on Kubernetes).
+SINGLEUSER_PACKAGES = ["jupyterhub==6.1.1", "jupyterlab", "rucio-jupyterlab==41.0.0", "rucio-clients==41.5.1"]
 
 
 class BootstrapError(SystemExit):
@@ -140,6 +142,18 @@ def rucio_venv() -> None:
     stamp("rucio", key)
 
 
+def singleuser_venv() -> None:
+    constraints = REPO / "devstack" / "singleuser-constraints.txt"
+    key = digest(constraints, REPO / "pyproject.toml", " ".join(SINGLEUSER_PACKAGES))
+    if stamped("singleuser", key) and (VENVS / "singleuser" / "bin" / "jupyterhub-singleuser").exists():
+        return
+    python = ensure_venv(VENVS / "singleuser")
+    log("installing JupyterLab + rucio-jupyterlab into .venvs/singleuser")
+    pip_install(python, ["-c", str(constraints), *SINGLEUSER_PACKAGES])
+    pip_install(python, ["--no-deps", "-e", str(REPO)])
+    stamp("singleuser", key)
+
+
 def node_modules() -> None:
     lock = REPO / "devstack" / "package-lock.json"
     key = digest(lock)
@@ -162,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     check_node()
     main_venv()
     rucio_venv()
+    singleuser_venv()
     node_modules()
     log(f"ready in {time.monotonic() - started:.1f}s")
     return 0

@@ -7,15 +7,19 @@ every process is stopped by PID in the fixture's finalizer, even when a test fai
 from __future__ import annotations
 
 import shutil
+import uuid
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
+from devstack.hub import LocalHub, register_hub_client
 from devstack.iam import DevIAM
 from devstack.iam_login import code_flow_tokens, exchange
 from devstack.postgres import Postgres
+from devstack.procs import free_port
 from devstack.rucio_daemons import RucioDaemons
 from devstack.rucio_seed import seed
 from devstack.rucio_server import RucioServer
@@ -35,12 +39,14 @@ def state_dir():
 
 @pytest.fixture(scope="session")
 def settings(state_dir):
-    return Settings(state_dir=state_dir, iam_port=0, rucio_port=0, postgres_port=0, hub_port=0)
+    # The hub's port is fixed up front: the IAM must know the hub's redirect URI before it starts.
+    return Settings(state_dir=state_dir, iam_port=0, rucio_port=0, postgres_port=0, hub_port=free_port())
 
 
 @pytest.fixture(scope="session")
 def iam(settings):
     iam = DevIAM(settings)
+    register_hub_client(iam, settings.hub_url)
     iam.add_client("dlaas-test", [TEST_REDIRECT])
     iam.add_client("dlaas-public", [TEST_REDIRECT], public=True)
     iam.start()
@@ -70,6 +76,34 @@ def rucio_daemons(settings, rucio):
     daemons = RucioDaemons(settings, rucio).start()
     yield daemons
     daemons.stop()
+
+
+TEST_ADMIN_TOKEN = "dlaas-test-admin-" + uuid.uuid4().hex
+
+
+def hub_test_extra() -> dict:
+    """A hub service with admin:auth_state, standing in for an operator inspecting auth_state in tests."""
+    return {
+        "services": [{"name": "test-admin", "api_token": TEST_ADMIN_TOKEN}],
+        "roles": [{"name": "test-admin", "services": ["test-admin"],
+                   "scopes": ["admin:auth_state", "admin:users", "admin:servers", "admin:server_state", "tokens", "read:users"]}],
+    }
+
+
+@pytest.fixture(scope="session")
+def hub(settings, iam, rucio):
+    hub = LocalHub(settings, iam=iam, rucio_url=rucio.url, extra=hub_test_extra()).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="session")
+def hub_admin(hub):
+    """requests.Session authorised as the test-admin service, with the hub API URL as `.api`."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {TEST_ADMIN_TOKEN}"
+    session.api = f"{hub.url}/hub/api"
+    return session
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,128 @@
+"""Run JupyterHub for the local data lake: the `escape-iam` authenticator against the dev IAM, the token API,
+and a local process spawner starting JupyterLab from .venvs/singleuser.
+
+Hub secrets (cookie secret, JUPYTERHUB_CRYPT_KEY, the IAM client secret) are generated into <state>/hub with
+mode 0600; the crypt key reaches the hub through its environment, as JupyterHub expects. They are the hub's own
+secrets: no user token is ever put in an environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from devstack.procs import Process, ServiceError, ensure_port_free, free_port, http_ready
+from devstack.settings import MAIN_PYTHON, NODE_MODULES, REPO, VENVS, Settings
+
+CONFIG_FILE = REPO / "devstack" / "jupyterhub_config.py"
+SINGLEUSER = VENVS / "singleuser" / "bin" / "jupyterhub-singleuser"
+HUB_CLIENT_ID = "dlaas-hub"
+
+
+def _private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _kept_secret(path: Path, nbytes: int = 32) -> str:
+    if not path.exists():
+        _private(path, secrets.token_hex(nbytes))
+    return path.read_text().strip()
+
+
+def register_hub_client(iam, hub_url: str) -> dict:
+    """Register the hub as a confidential client of the dev IAM (before the IAM starts)."""
+    return iam.add_client(HUB_CLIENT_ID, [f"{hub_url}/hub/oauth_callback"])
+
+
+class LocalHub:
+    def __init__(self, settings: Settings, *, iam, rucio_url: str = "", port: int | None = None,
+                 refresh_margin: int = 300, auth_refresh_age: int = 60, extra: dict | None = None):
+        self.settings = settings
+        self.iam = iam
+        self.rucio_url = rucio_url
+        self.port = settings.hub_port if port is None else port
+        self.refresh_margin = refresh_margin
+        self.auth_refresh_age = auth_refresh_age
+        self.extra = extra or {}
+        self.dir = settings.state_dir / "hub"
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalHub:
+        if self.port == 0:
+            raise ServiceError("LocalHub needs its port before the IAM starts (the redirect URI names it)")
+        ensure_port_free("127.0.0.1", self.port, "JupyterHub", "DLAAS_HUB_PORT")
+        chp = NODE_MODULES / ".bin" / "configurable-http-proxy"
+        if not chp.exists():
+            raise ServiceError("configurable-http-proxy is not installed: run `make up`")
+        client = self.iam.client(HUB_CLIENT_ID)
+        from devstack.rucio_seed import REPLICA_RSE, SITE, rse_dir
+
+        mount = rse_dir(self.settings, REPLICA_RSE)
+        settings = {
+            "bind_url": self.url,
+            "public_url": self.url,
+            "hub_bind_url": f"http://127.0.0.1:{free_port()}",
+            "proxy_api_url": f"http://127.0.0.1:{free_port()}",
+            "proxy_command": str(chp),
+            "db_url": f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
+            "cookie_secret_file": str(self.dir / "cookie_secret"),
+            "issuer": self.iam.issuer,
+            "client_id": client["client_id"],
+            "client_secret": client["client_secret"],
+            "refresh_margin": self.refresh_margin,
+            "auth_refresh_age": self.auth_refresh_age,
+            "home_dir_template": str(self.dir / "homes" / "{username}"),
+            "token_dir_template": "/dev/shm/dlaas-" + self.settings.state_dir.name + "-{username}",
+            "singleuser_command": str(SINGLEUSER),
+            "singleuser_args": ["--ServerApp.jpserver_extensions", "singleuser.server_extension=True",
+                                *(["--allow-root"] if os.geteuid() == 0 else [])],
+            "rucio_url": self.rucio_url,
+            "site_name": SITE,
+            "destination_rse": REPLICA_RSE,
+            "rse_mount_path": str(mount),
+            "path_begins_at": len(mount.parts) - 1,
+            **self.extra,
+        }
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cookie = self.dir / "cookie_secret"
+        if not cookie.exists():
+            _private(cookie, secrets.token_hex(32))
+        settings_file = self.dir / "hub-settings.json"
+        _private(settings_file, json.dumps(settings, indent=2))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "RUCIO_", "BEARER_TOKEN"))}
+        env.update(
+            DLAAS_HUB_SETTINGS=str(settings_file),
+            JUPYTERHUB_CRYPT_KEY=_kept_secret(self.dir / "crypt_key"),
+            CONFIGPROXY_AUTH_TOKEN=_kept_secret(self.dir / "proxy_token"),
+            PATH=f"{Path(MAIN_PYTHON).parent}:{env.get('PATH', '/usr/bin:/bin')}",
+        )
+        self.process = Process(
+            "jupyterhub",
+            [str(MAIN_PYTHON), "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+            run_dir=self.settings.run_dir,
+            log_dir=self.settings.log_dir,
+            ready=http_ready(f"{self.url}/hub/health", ok_below=300),
+            env=env,
+            cwd=self.dir,
+            timeout=60,
+        ).start()
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=20)
+            self.process = None

@@ -1,0 +1,53 @@
+# JupyterHub configuration of the local data lake: the same hub_plugins as production, a local process spawner.
+# Written for `devstack.hub.LocalHub`, which passes its settings as a JSON file (mode 0600) in DLAAS_HUB_SETTINGS.
+import json
+import os
+from pathlib import Path
+
+from hub_plugins.spawner_env import SERVER_TOKEN_SCOPES, apply
+from hub_plugins.token_api import SCOPE
+
+c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
+s = json.loads(Path(os.environ["DLAAS_HUB_SETTINGS"]).read_text())
+
+c.JupyterHub.bind_url = s["bind_url"]
+c.JupyterHub.hub_bind_url = s["hub_bind_url"]
+c.ConfigurableHTTPProxy.api_url = s["proxy_api_url"]
+c.ConfigurableHTTPProxy.command = [s["proxy_command"]]
+c.JupyterHub.db_url = s["db_url"]
+c.JupyterHub.cookie_secret_file = s["cookie_secret_file"]
+c.JupyterHub.cleanup_servers = True
+
+c.JupyterHub.authenticator_class = "escape-iam"
+c.EscapeIAMAuthenticator.issuer = s["issuer"]
+c.EscapeIAMAuthenticator.client_id = s["client_id"]
+c.EscapeIAMAuthenticator.client_secret = s["client_secret"]
+c.EscapeIAMAuthenticator.oauth_callback_url = s["public_url"] + "/hub/oauth_callback"
+c.EscapeIAMAuthenticator.allowed_groups = {"escape/users"}
+c.EscapeIAMAuthenticator.admin_groups = {"escape/admins"}
+c.EscapeIAMAuthenticator.exchange_targets = {
+    "rucio": {"audience": "rucio", "scope": "openid profile"},
+    "eos": {"audience": "eos", "scope": "openid profile"},
+}
+c.EscapeIAMAuthenticator.refresh_margin = s.get("refresh_margin", 300)
+c.Authenticator.auth_refresh_age = s.get("auth_refresh_age", 60)
+
+c.JupyterHub.custom_scopes = {SCOPE: {"description": "Read your own short-lived Data Lake access tokens."}}
+c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", SCOPE]}, *s.get("roles", [])]
+c.JupyterHub.services = s.get("services", [])  # e.g. a test client holding admin:auth_state
+c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+
+c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.SimpleLocalProcessSpawner.home_dir_template = s["home_dir_template"]
+c.Spawner.cmd = [s["singleuser_command"]]
+c.Spawner.args = s.get("singleuser_args", [])
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 60
+c.Spawner.pre_spawn_hook = apply
+c.DataLakeEnvironment.token_dir = s["token_dir_template"]
+c.DataLakeEnvironment.rucio_base_url = s.get("rucio_url", "")
+c.DataLakeEnvironment.rucio_site_name = s.get("site_name", "")
+c.DataLakeEnvironment.rucio_destination_rse = s.get("destination_rse", "")
+c.DataLakeEnvironment.rucio_rse_mount_path = s.get("rse_mount_path", "")
+c.DataLakeEnvironment.rucio_path_begins_at = s.get("path_begins_at", 0)

@@ -1,0 +1,171 @@
+"""Logging in to the hub with the dev IAM, and the token API user servers get their tokens from.
+
+A real JupyterHub (escape-iam authenticator, local process spawner, configurable-http-proxy) against the real
+dev IAM and Rucio; logins are scripted the way a browser does them (form post, cookies, redirects, state).
+"""
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import jwt
+import pytest
+import requests
+
+from devstack.iam_login import login
+
+from .conftest import wait_for
+
+
+def hub_login(hub, user: str, password: str, next_url: str | None = None) -> tuple[requests.Session, requests.Response]:
+    """Log in through the hub's IAM login; returns the browser session and the hub's answer to the callback."""
+    browser = requests.Session()
+    start = f"{hub.url}/hub/oauth_login" + (f"?next={next_url}" if next_url else "")
+    callback = login(browser, start, user, password, stop_at=f"{hub.url}/hub/oauth_callback")
+    return browser, browser.get(callback, allow_redirects=False, timeout=30)
+
+
+def auth_state(hub_admin, user: str) -> dict:
+    r = hub_admin.get(f"{hub_admin.api}/users/{user}", timeout=10)
+    r.raise_for_status()
+    return r.json()["auth_state"]
+
+
+def test_alice_logs_in_and_her_auth_state_holds_exchanged_tokens(hub, hub_admin, iam):
+    browser, answer = hub_login(hub, "alice", "alice-pass")
+    assert answer.status_code == 302
+    assert urlparse(answer.headers["Location"]).path.startswith("/hub/")
+    assert browser.get(f"{hub.url}/hub/home", timeout=10).status_code == 200
+    state = auth_state(hub_admin, "alice")
+    assert set(state["exchanged"]) == {"rucio", "eos"}
+    for name, audience in (("rucio", "rucio"), ("eos", "eos")):
+        claims = jwt.decode(state["exchanged"][name]["access_token"], options={"verify_signature": False})
+        assert claims["aud"] == audience
+        assert claims["sub"] == iam.user("alice")["sub"]
+        assert state["exchanged"][name]["expires_at"] > time.time() + 3000
+    user = hub_admin.get(f"{hub_admin.api}/users/alice", timeout=10).json()
+    assert user["admin"] is False and user["groups"] == ["escape/users"]
+
+
+def test_a_tampered_state_is_refused_without_a_server_error(hub):
+    browser = requests.Session()
+    callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
+                     stop_at=f"{hub.url}/hub/oauth_callback")
+    query = parse_qs(urlparse(callback).query)
+    forged = f"{hub.url}/hub/oauth_callback?code={query['code'][0]}&state=forged"
+    answer = browser.get(forged, allow_redirects=False, timeout=30)
+    assert 400 <= answer.status_code < 500
+
+
+def test_a_user_outside_the_allowed_groups_is_refused_with_a_page_not_a_crash(hub):
+    _, answer = hub_login(hub, "bob", "bob-pass")
+    assert answer.status_code == 403
+    assert "not in a group allowed to use this service (escape/users)" in answer.text
+
+
+def test_admins_come_from_the_iam_admin_group(hub, hub_admin):
+    _, answer = hub_login(hub, "admin", "admin-pass")
+    assert answer.status_code == 302
+    user = hub_admin.get(f"{hub_admin.api}/users/admin", timeout=10).json()
+    assert user["admin"] is True
+    assert "escape/admins" in user["groups"]
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/steal", "//evil.example/steal", "/\\evil.example"])
+def test_next_never_leads_off_site(hub, target):
+    _, answer = hub_login(hub, "alice", "alice-pass", next_url=target)
+    location = answer.headers.get("Location", "")
+    assert "evil.example" not in urlparse(location).netloc
+    assert not location.startswith("//")
+
+
+# --- the token API, called with a real user server's own token ---------------------------------------------
+
+
+def _server_token(hub_admin, user: str) -> tuple[str, int]:
+    """Start `user`'s server and read the API token JupyterHub gave it (from the process, as the server sees it)."""
+    r = hub_admin.post(f"{hub_admin.api}/users/{user}/server", timeout=90)
+    assert r.status_code in (201, 202), r.text
+
+    def ready():
+        model = hub_admin.get(f"{hub_admin.api}/users/{user}", timeout=10).json()
+        server = model["servers"].get("")
+        return server if server and server["ready"] else None
+
+    server = wait_for(ready, timeout=90, what=f"{user}'s server")
+    pid = server["state"]["pid"]
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item
+    )
+    return environ["JUPYTERHUB_API_TOKEN"], pid
+
+
+@pytest.fixture(scope="module")
+def alice_server(hub, hub_admin):
+    hub_login(hub, "alice", "alice-pass")
+    token, pid = _server_token(hub_admin, "alice")
+    yield token, pid
+    hub_admin.delete(f"{hub_admin.api}/users/alice/server", timeout=60)
+
+
+def _tokens(hub, token: str) -> requests.Response:
+    return requests.get(f"{hub.url}/hub/api/dlaas/tokens", headers={"Authorization": f"token {token}"}, timeout=30)
+
+
+def test_the_token_api_gives_a_server_its_users_exchanged_tokens_only(hub, hub_admin, alice_server):
+    token, _ = alice_server
+    answer = _tokens(hub, token)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body["tokens"]) == {"rucio", "eos"}
+    state = auth_state(hub_admin, "alice")
+    assert body["tokens"]["rucio"]["access_token"] == state["exchanged"]["rucio"]["access_token"]
+    text = answer.text
+    for secret in (state["refresh_token"], state["access_token"], state["id_token"]):
+        assert secret not in text, "an IAM token left the hub"
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_the_token_api_refuses_cookies_other_scopes_and_strangers(hub, hub_admin, alice_server):
+    browser, _ = hub_login(hub, "alice", "alice-pass")
+    cookie_answer = browser.get(f"{hub.url}/hub/api/dlaas/tokens", timeout=10)
+    assert cookie_answer.status_code == 403
+    narrow = hub_admin.post(f"{hub_admin.api}/users/alice/tokens", json={"scopes": ["read:users:name!user=alice"]},
+                            timeout=10).json()["token"]
+    assert _tokens(hub, narrow).status_code == 403
+    assert _tokens(hub, "not-a-token").status_code == 403
+    from .conftest import TEST_ADMIN_TOKEN
+
+    assert _tokens(hub, TEST_ADMIN_TOKEN).status_code == 403  # a service is nobody's server
+
+
+def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, hub_admin, alice_server):
+    _, pid = alice_server
+    environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    state = auth_state(hub_admin, "alice")
+    secrets = [state["refresh_token"], state["access_token"], state["id_token"],
+               *(t["access_token"] for t in state["exchanged"].values())]
+    for secret in secrets:
+        assert secret not in environ
+    assert "DLAAS_TOKEN_API_URL=" in environ and "BEARER_TOKEN_FILE=" in environ
+    log = hub.process.log_path.read_text()
+    for secret in secrets:
+        assert secret not in log
+
+
+def test_an_iam_outage_gives_a_clear_login_error_and_sessions_keep_working(hub, hub_admin, iam, alice_server):
+    token, _ = alice_server
+    browser = requests.Session()
+    callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
+                     stop_at=f"{hub.url}/hub/oauth_callback")
+    iam.stop()
+    try:
+        answer = browser.get(callback, allow_redirects=False, timeout=60)
+        assert answer.status_code == 503
+        assert "ESCAPE IAM is not reachable" in answer.text
+        # Alice's server still gets her (still valid) tokens while the IAM is away.
+        assert _tokens(hub, token).status_code == 200
+    finally:
+        iam.restart()
+    assert json.loads(_tokens(hub, token).text)["tokens"]["rucio"]["access_token"]
