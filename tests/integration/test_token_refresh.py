@@ -1,0 +1,104 @@
+"""Short-lived tokens (6 s) stay fresh for as long as the user works: the hub refreshes the IAM token and
+re-exchanges ahead of expiry, and the token agent in the user's server rewrites its token files in time.
+
+Its own dev IAM and hub (short lifetimes), with a real user server started by the hub's local spawner.
+"""
+
+import json
+import shutil
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+
+from devstack.hub import LocalHub, register_hub_client
+from devstack.iam import DevIAM
+from devstack.procs import free_port
+from devstack.settings import Settings
+
+from .conftest import hub_test_extra, wait_for
+from .test_hub import _server_token, auth_state, hub_login
+
+LIFETIME = 6
+MARGIN = 3
+WATCH_SECONDS = 24
+
+
+@pytest.fixture(scope="module")
+def short_stack():
+    state = Path(tempfile.mkdtemp(prefix="dlaas-refresh-"))
+    state.chmod(0o755)
+    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
+    iam = DevIAM(settings, access_token_ttl=LIFETIME)
+    register_hub_client(iam, settings.hub_url)
+    iam.start()
+    hub = None
+    try:
+        hub = LocalHub(settings, iam=iam, refresh_margin=MARGIN, auth_refresh_age=1, extra=hub_test_extra()).start()
+        admin = requests.Session()
+        admin.headers["Authorization"] = f"token {hub_test_extra()['services'][0]['api_token']}"
+        admin.api = f"{hub.url}/hub/api"
+        yield iam, hub, admin, settings
+    finally:
+        if hub:
+            hub.stop()
+        iam.stop()
+        for leftover in Path("/dev/shm").glob(f"dlaas-{state.name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _claims(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
+    iam, hub, admin, settings = short_stack
+    hub_login(hub, "alice", "alice-pass")
+    server_token, pid = _server_token(admin, "alice")
+    env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+               if "=" in item)
+    rucio_file = Path(env["BEARER_TOKEN_FILE"])
+    eos_file = Path(env["OAUTH2_TOKEN"].removeprefix("FILE:"))
+    wait_for(rucio_file.exists, timeout=30, what="the token agent's first write")
+
+    seen_api, seen_files = set(), set()
+    deadline = time.time() + WATCH_SECONDS
+    while time.time() < deadline:
+        now = time.time()
+        answer = requests.get(f"{hub.url}/hub/api/dlaas/tokens",
+                              headers={"Authorization": f"token {server_token}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        for name, token in answer.json()["tokens"].items():
+            claims = _claims(token["access_token"])
+            assert claims["aud"] == name
+            assert claims["exp"] > now, "the token API handed out an expired token"
+            assert token["expires_at"] - now > 0
+            seen_api.add(token["access_token"])
+        content = rucio_file.read_text()
+        assert "\n" not in content
+        assert stat.S_IMODE(rucio_file.stat().st_mode) == 0o600
+        claims = _claims(content)
+        assert claims["aud"] == "rucio"
+        assert claims["exp"] >= int(now), "the Rucio token file held an expired token"
+        seen_files.add(content)
+        eos = eos_file.read_text()
+        assert eos.startswith("oauth2:") and eos.endswith(f"{iam.url}/userinfo")
+        assert _claims(eos.split(":")[1])["aud"] == "eos"
+        assert stat.S_IMODE(eos_file.stat().st_mode) == 0o600
+        time.sleep(0.5)
+    cycles = WATCH_SECONDS // (LIFETIME - MARGIN)
+    assert len(seen_files) >= cycles // 2, f"the token files were rewritten only {len(seen_files)} times"
+    assert len({t for t in seen_api}) >= cycles
+    state = auth_state(admin, "alice")
+    assert state["refresh_token"] not in json.dumps(answer.json())
+    log = Path(hub.process.log_path).read_text()
+    assert "refreshed IAM and exchanged tokens for alice" in log
+    assert state["refresh_token"] not in log
+    # The hub's log also holds the user server's output (local spawner): no exchanged token in either.
+    assert "token files updated for eos, rucio" in log
+    assert not any(token in log for token in seen_api | seen_files)
