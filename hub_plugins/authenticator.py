@@ -157,6 +157,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             raise ValueError("escape-iam needs enable_auth_state = True: the IAM refresh token must stay in the hub")
         self._targets = [Target.parse(name, spec) for name, spec in self.exchange_targets.items()]
         self._refresh_locks: dict[str, asyncio.Lock] = {}
+        self._recent_models: dict[str, dict] = {}
 
     def get_handlers(self, app):
         from hub_plugins.token_api import TokenAPIHandler
@@ -213,10 +214,18 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             return True
         lock = self._refresh_locks.setdefault(user.name, asyncio.Lock())
         async with lock:
+            # Another request may have refreshed while we waited; JupyterHub saves its result only after
+            # refresh_user returns, so also look at the last model this authenticator produced.
             auth_state = await user.get_auth_state()
             if auth_state and not self.needs_refresh(auth_state):
-                return True  # another request refreshed while we waited
-            return await self._refresh(user.name, auth_state or {})
+                return True
+            recent = self._recent_models.get(user.name)
+            if recent and not self.needs_refresh(recent["auth_state"]):
+                return recent
+            model = await self._refresh(user.name, auth_state or {})
+            if model:
+                self._recent_models[user.name] = model
+            return model
 
     async def _refresh(self, username: str, auth_state: dict):
         refresh_token = auth_state.get("refresh_token")

@@ -1,0 +1,129 @@
+"""Token exchange and refresh decisions against a mocked HTTP client: IdP 5xx, slow IdP, malformed answers."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+
+from hub_plugins.token_exchange import GRANT_TYPE, ExchangeError, Target, earliest_expiry, exchange_all, exchange_one
+
+TARGETS = [Target("rucio", "rucio", "openid profile"), Target("eos", "eos")]
+
+
+class FakeIdP:
+    """Plays the IdP's token endpoint: a script of answers per audience ('ok', a status code, 'slow', 'garbage')."""
+
+    def __init__(self, script: dict[str, list]):
+        self.script = {k: list(v) for k, v in script.items()}
+        self.requests: list[dict] = []
+
+    async def fetch(self, request: HTTPRequest) -> HTTPResponse:
+        form = dict(p.split("=", 1) for p in request.body.decode().split("&"))
+        self.requests.append(form)
+        audience = form["audience"]
+        step = self.script[audience].pop(0)
+        if step == "slow":
+            await asyncio.sleep(request.request_timeout + 0.05)
+            raise HTTPClientError(599, "Timeout")
+        if step == "refused":
+            raise ConnectionRefusedError("connection refused")
+        if isinstance(step, int):
+            body = json.dumps({"error": "invalid_grant", "error_description": "subject token expired"}).encode()
+            raise HTTPClientError(step, response=HTTPResponse(request, step, buffer=_buffer(body)))
+        body = b"{not json" if step == "garbage" else json.dumps(
+            {"access_token": f"tok-{audience}", "expires_in": 600, "scope": form.get("scope", "openid"),
+             "token_type": "Bearer"}).encode()
+        return HTTPResponse(request, 200, buffer=_buffer(body))
+
+
+def _buffer(body: bytes):
+    import io
+
+    return io.BytesIO(body)
+
+
+def run(coro):
+    return asyncio.new_event_loop().run_until_complete(coro)
+
+
+def test_exchanges_every_target_concurrently_with_iam_parameters():
+    idp = FakeIdP({"rucio": ["ok"], "eos": ["ok"]})
+    before = time.time()
+    result = run(exchange_all(idp.fetch, "http://iam/token", "hub", "secret", "subject", TARGETS))
+    assert set(result) == {"rucio", "eos"}
+    assert result["rucio"]["access_token"] == "tok-rucio"
+    assert result["rucio"]["audience"] == "rucio"
+    assert before + 600 <= result["rucio"]["expires_at"] <= time.time() + 600
+    rucio_request = next(r for r in idp.requests if r["audience"] == "rucio")
+    assert rucio_request["grant_type"] == GRANT_TYPE.replace(":", "%3A")
+    assert rucio_request["subject_token"] == "subject"
+    assert rucio_request["scope"] == "openid+profile"
+    assert "scope" not in next(r for r in idp.requests if r["audience"] == "eos")
+
+
+def test_a_5xx_is_retried_with_backoff_then_succeeds():
+    idp = FakeIdP({"rucio": [502, 503, "ok"]})
+    result = run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], retries=2,
+                              backoff=0.01))
+    assert result["access_token"] == "tok-rucio"
+    assert len(idp.requests) == 3
+
+
+def test_retries_are_bounded():
+    idp = FakeIdP({"rucio": ["refused", "refused", "refused", "ok"]})
+    with pytest.raises(ExchangeError, match="unreachable") as e:
+        run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], retries=2, backoff=0.01))
+    assert e.value.retryable
+    assert len(idp.requests) == 3
+
+
+def test_a_slow_idp_times_out_and_counts_as_retryable():
+    idp = FakeIdP({"rucio": ["slow", "slow"]})
+    started = time.monotonic()
+    with pytest.raises(ExchangeError) as e:
+        run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], timeout=0.1,
+                         retries=1, backoff=0.01))
+    assert e.value.retryable
+    assert time.monotonic() - started < 2
+
+
+def test_a_4xx_is_final_and_says_why():
+    idp = FakeIdP({"rucio": [400, "ok"]})
+    with pytest.raises(ExchangeError, match="refused \\(400\\) subject token expired") as e:
+        run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], backoff=0.01))
+    assert not e.value.retryable
+    assert len(idp.requests) == 1
+
+
+@pytest.mark.parametrize("answer", ["garbage"])
+def test_a_malformed_answer_is_an_error_not_a_token(answer):
+    idp = FakeIdP({"rucio": [answer]})
+    with pytest.raises(ExchangeError, match="malformed"):
+        run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0]))
+
+
+def test_one_failing_target_fails_the_whole_set():
+    idp = FakeIdP({"rucio": ["ok"], "eos": [400]})
+    with pytest.raises(ExchangeError, match="'eos'"):
+        run(exchange_all(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS, backoff=0.01))
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({}, "needs an 'audience'"),
+        ({"audience": ""}, "needs an 'audience'"),
+        ({"audience": "rucio", "lifetime": 5}, "unknown keys"),
+        ({"audience": "rucio", "scope": ""}, "scope must be"),
+    ],
+)
+def test_bad_target_specs_are_refused_with_a_clear_message(spec, message):
+    with pytest.raises(ValueError, match=message):
+        Target.parse("rucio", spec)
+
+
+def test_earliest_expiry():
+    assert earliest_expiry({"a": {"expires_at": 50}, "b": {"expires_at": 20}}) == 20
+    assert earliest_expiry({}) == 0
