@@ -21,7 +21,7 @@ class Started:
 
 
 class Stack:
-    def __init__(self, settings: Settings, *, full_seed: bool = True, with_hub: bool = False):
+    def __init__(self, settings: Settings, *, full_seed: bool = True, with_hub: bool = True):
         self.settings = settings
         self.full_seed = full_seed
         self.with_hub = with_hub
@@ -58,6 +58,7 @@ class Stack:
         return service
 
     def _start_all(self, progress: Callable[[str], None]) -> None:
+        from devstack.hub import LocalHub, register_hub_client
         from devstack.iam import DevIAM
         from devstack.postgres import Postgres
         from devstack.rucio_daemons import RucioDaemons
@@ -67,7 +68,7 @@ class Stack:
         s = self.settings
         self.iam = DevIAM(s)
         if self.with_hub:
-            self.iam.add_client("dlaas-hub", [f"{s.hub_url}/hub/oauth_callback"])
+            register_hub_client(self.iam, s.hub_url)
         self._add("dev IAM", self.iam, progress)
         self.postgres = self._add("PostgreSQL", Postgres(s), progress)
         self.rucio = self._add("Rucio server", RucioServer(s, self.postgres.url, iam_issuer=self.iam.issuer), progress)
@@ -78,8 +79,6 @@ class Stack:
         self.rucio.client_config(self.root_cli_config, account="root", auth_type="userpass")
         self.daemons = self._add("Rucio daemons", RucioDaemons(s, self.rucio), progress)
         if self.with_hub:
-            from devstack.hub import LocalHub
-
             self.hub = self._add("JupyterHub", LocalHub(s, iam=self.iam, rucio_url=self.rucio.url), progress)
 
     @property

@@ -74,11 +74,15 @@ def test_up_prints_the_addresses_serves_them_and_down_stops_everything(stack_env
         doc = requests.get(f"http://127.0.0.1:{ports['IAM']}/.well-known/openid-configuration", timeout=5).json()
         assert doc["issuer"] == f"http://127.0.0.1:{ports['IAM']}/"
         assert requests.get(f"http://127.0.0.1:{ports['RUCIO']}/ping", timeout=5).json()["version"] == "41.5.1"
+        assert f"http://127.0.0.1:{ports['HUB']}" in out
+        login = requests.get(f"http://127.0.0.1:{ports['HUB']}/hub/oauth_login", allow_redirects=False, timeout=10)
+        assert login.headers["Location"].startswith(f"http://127.0.0.1:{ports['IAM']}/authorize?")
         status = subprocess.run([str(MAIN_PYTHON), "-m", "devstack", "status"], env=env, cwd=REPO,
                                 capture_output=True, text=True, timeout=30)
-        assert all(name in status.stdout for name in ("dev-iam", "postgres", "rucio-server", "rucio-daemons"))
+        assert all(name in status.stdout
+                   for name in ("dev-iam", "postgres", "rucio-server", "rucio-daemons", "jupyterhub"))
         pids = _recorded_pids(state)
-        assert len(pids) >= 5
+        assert len(pids) >= 6
     finally:
         down = subprocess.run([str(MAIN_PYTHON), "-m", "devstack", "down"], env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=120)
