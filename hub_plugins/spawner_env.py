@@ -43,6 +43,22 @@ class DataLakeEnvironment(Configurable):
         0, config=True, help="How many leading path components of a PFN to drop before joining the mount path."
     )
     rucio_ca_cert = Unicode("", config=True, help="CA bundle for the Rucio server, if not the system one.")
+    rucio_config_path = Unicode(
+        "/tmp/dlaas-{username}/rucio.cfg",
+        config=True,
+        help="Where the user's server writes rucio.cfg for the rucio CLI and Python (RUCIO_CONFIG); no secret in it.",
+    )
+    rucio_cache_dir = Unicode(
+        "/tmp/rucio-jupyterlab-{username}",
+        config=True,
+        help="Per-user cache of the Rucio extension (its default is shared by every user of a machine).",
+    )
+    jupyter_config_path = Unicode(
+        "",
+        config=True,
+        help="""Extra Jupyter config directory holding DLaaS's jupyter_server_config.py (JUPYTER_CONFIG_PATH).
+        Images install that file into /etc/jupyter instead; the local stack points here at the repository.""",
+    )
 
     def environment(self, spawner) -> dict[str, str]:
         username = spawner.user.name
@@ -56,6 +72,8 @@ class DataLakeEnvironment(Configurable):
             "RUCIO_AUTH_TYPE": "oidc",
             "RUCIO_INSTANCE_NAME": self.rucio_instance_name,
             "RUCIO_DISPLAY_NAME": self.rucio_display_name,
+            "RUCIO_CONFIG": self.rucio_config_path.format(username=username),
+            "RUCIO_CACHE_DIR": self.rucio_cache_dir.format(username=username),
         }
         optional = {
             "RUCIO_BASE_URL": self.rucio_base_url,
@@ -65,6 +83,7 @@ class DataLakeEnvironment(Configurable):
             "RUCIO_RSE_MOUNT_PATH": self.rucio_rse_mount_path,
             "RUCIO_PATH_BEGINS_AT": str(self.rucio_path_begins_at) if self.rucio_rse_mount_path else "",
             "RUCIO_CA_CERT": self.rucio_ca_cert,
+            "JUPYTER_CONFIG_PATH": self.jupyter_config_path,
         }
         env.update({k: v for k, v in optional.items() if v})
         return env

@@ -1,13 +1,20 @@
-"""Jupyter server extension: run the token agent inside the user's server.
+"""Jupyter server extension of DLaaS user servers: start the token agent, prepare Rucio for the user.
 
-Enabled with `--ServerApp.jpserver_extensions singleuser.server_extension=True` (the hub's spawner arguments) or
-the jupyter_server_config.d file the singleuser image installs.
+- the token agent keeps the token files fresh (singleuser.token_agent);
+- rucio.cfg for the `rucio` CLI and Python is written from the RUCIO_* variables (RUCIO_CONFIG points at it);
+- the Rucio extension's credentials are pre-seeded, so its sidebar works without a Validate click.
+
+Enabled by jupyter_config/jupyter_server_config.py (on JUPYTER_CONFIG_PATH locally, /etc/jupyter in images).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import os
+from pathlib import Path
+
+from singleuser.rucio_config import ConfigError, instance_from_env, preseed_credentials, write_client_config
 from singleuser.token_agent import TokenAgent
 
 
@@ -20,3 +27,11 @@ def _load_jupyter_server_extension(serverapp) -> None:
     # Keep a reference: a task that nothing references may be garbage-collected mid-flight.
     serverapp._dlaas_token_agent_task = asyncio.get_event_loop().create_task(agent.run())
     serverapp.log.info("DLaaS token agent started (token dir %s)", agent.token_dir or "unset")
+    try:
+        instance = instance_from_env(os.environ)
+        if os.environ.get("RUCIO_CONFIG"):
+            write_client_config(os.environ, Path(os.environ["RUCIO_CONFIG"]))
+        preseed_credentials(instance)
+        serverapp.log.info("Rucio extension ready for %s (%s mode)", instance["rucio_base_url"], instance["mode"])
+    except ConfigError as e:
+        serverapp.log.error("%s", e)

@@ -1,0 +1,19 @@
+# Jupyter server configuration of a DLaaS user's server, found through JUPYTER_CONFIG_PATH (locally) or installed
+# into /etc/jupyter (images). It turns the hub's RUCIO_* variables into the Rucio extension's configuration and
+# starts the token agent. Nothing here holds a token.
+import logging
+import os
+
+from singleuser.rucio_config import ConfigError, instance_from_env
+
+c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
+
+c.ServerApp.jpserver_extensions = {"singleuser.server_extension": True, "rucio_jupyterlab": True}
+try:
+    _instance = instance_from_env(os.environ)
+except ConfigError as e:
+    logging.getLogger("dlaas").error("%s; the Rucio sidebar stays empty until the hub sets them", e)
+else:
+    c.RucioConfig.instances = [_instance]
+    c.RucioConfig.default_instance = _instance["name"]
+    c.RucioConfig.default_auth_type = "oidc"

@@ -1,0 +1,105 @@
+"""A researcher's server as the hub spawns it: token files, the Rucio extension without Validate, the rucio CLI.
+
+Real hub, real dev IAM, real Rucio; the user's JupyterLab (with rucio-jupyterlab) runs from .venvs/singleuser.
+"""
+
+import stat
+import subprocess
+from pathlib import Path
+
+import jwt
+import pytest
+
+from devstack.rucio_seed import DEMO_SCOPE
+from devstack.settings import VENVS
+
+from .conftest import wait_for
+from .test_hub import _server_token, hub_login
+
+
+def _environ(pid: int) -> dict:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+@pytest.fixture(scope="module")
+def alice(hub, hub_admin):
+    """Alice logged in (browser session) with her server running; yields (browser, server environment)."""
+    browser, _ = hub_login(hub, "alice", "alice-pass")
+    _, pid = _server_token(hub_admin, "alice")
+    env = _environ(pid)
+    wait_for(lambda: Path(env["BEARER_TOKEN_FILE"]).exists(), timeout=30, what="alice's token files")
+    # Entering the server from the browser runs the hub -> server OAuth handshake, like opening JupyterLab.
+    lab = browser.get(f"{hub.url}/user/alice/lab", timeout=60)
+    assert lab.status_code == 200, lab.status_code
+    yield browser, env
+    hub_admin.delete(f"{hub_admin.api}/users/alice/server", timeout=60)
+
+
+def test_token_files_are_private_single_line_and_for_the_right_audience(alice, iam):
+    _, env = alice
+    rucio_file = Path(env["BEARER_TOKEN_FILE"])
+    eos_file = Path(env["OAUTH2_TOKEN"].removeprefix("FILE:"))
+    assert env["OAUTH2_TOKEN"].startswith("FILE:")
+    for path in (rucio_file, eos_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert "\n" not in path.read_text()
+    assert stat.S_IMODE(rucio_file.parent.stat().st_mode) == 0o700
+    assert jwt.decode(rucio_file.read_text(), options={"verify_signature": False})["aud"] == "rucio"
+    prefix, token, rest = eos_file.read_text().split(":", 2)
+    assert prefix == "oauth2" and rest == f"{iam.url}/userinfo"
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == "eos"
+
+
+def test_the_rucio_cli_in_the_server_works_with_the_token_file(alice):
+    _, env = alice
+    cli_env = {k: v for k, v in env.items() if k.startswith(("RUCIO_", "BEARER_TOKEN_FILE", "PATH", "HOME"))}
+    result = subprocess.run([str(VENVS / "singleuser" / "bin" / "rucio"), "did", "list", f"{DEMO_SCOPE}:*"],
+                            env=cli_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "higgs-candidates" in result.stdout and "cosmic-rays-small" in result.stdout
+    whoami = subprocess.run([str(VENVS / "singleuser" / "bin" / "rucio"), "whoami"], env=cli_env,
+                            capture_output=True, text=True, timeout=60)
+    assert "alice" in whoami.stdout
+
+
+def _ext(browser, hub, path: str, **params):
+    return browser.get(f"{hub.url}/user/alice/rucio-jupyterlab/{path}", params=params, timeout=60)
+
+
+def test_the_rucio_sidebar_api_works_without_validate(alice, hub):
+    browser, _ = alice
+    instances = _ext(browser, hub, "instances")
+    assert instances.status_code == 200
+    body = instances.json()
+    assert body["active_instance"] == "escape" and body["auth_type"] == "oidc"
+    found = _ext(browser, hub, "did-search", namespace="escape", did=f"{DEMO_SCOPE}:*", type="all")
+    assert found.status_code == 200, found.text
+    assert {"higgs-candidates", "cosmic-rays-small"} <= {d["did"].split(":")[1] for d in found.json()}
+    files = _ext(browser, hub, "files", namespace="escape", did=f"{DEMO_SCOPE}:higgs-candidates")
+    assert files.status_code == 200, files.text
+    assert len(files.json()) == 3
+
+    # Replica mode: the dataset is already on the mounted RSE, at local paths a notebook can open.
+    def details():
+        answer = _ext(browser, hub, "did", namespace="escape", did=f"{DEMO_SCOPE}:higgs-candidates")
+        assert answer.status_code == 200, answer.text
+        entries = answer.json()
+        return entries if entries and all(e["status"] == "OK" for e in entries) else None
+
+    entries = wait_for(details, timeout=60, what="replica details of the demo dataset")
+    assert len(entries) == 3
+    for entry in entries:
+        path = Path(entry["path"])
+        assert path.is_file() and path.stat().st_size == entry["size"]
+
+
+def test_nothing_token_like_in_the_servers_environment(alice):
+    _, env = alice
+    tokens = [Path(env["BEARER_TOKEN_FILE"]).read_text()]
+    for name, value in env.items():
+        if name == "JUPYTERHUB_API_TOKEN":
+            continue  # the server's credential towards the hub, not a Data Lake token
+        assert not any(t in value for t in tokens), name
+        assert not value.startswith("eyJ"), f"{name} looks like a JWT"
+
