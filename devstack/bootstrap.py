@@ -28,7 +28,9 @@ APT_UP = {
     "nodejs": "/usr/bin/node",
     "npm": "/usr/bin/npm",
 }
-APT_TEST: dict[str, str] = {}
+APT_TEST = {
+    "chromium": "/usr/bin/chromium",  # the end-to-end tests drive it with Playwright (no browser download)
+}
 
 NODE_MAJOR_MIN = 20
 

@@ -102,6 +102,10 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
     def _manage_groups_default(self):
         return True
 
+    @default("login_service")
+    def _login_service_default(self):
+        return "ESCAPE IAM"
+
     @default("custom_403_message")
     def _custom_403_message_default(self):
         groups = ", ".join(sorted(self.allowed_groups)) or "none configured"

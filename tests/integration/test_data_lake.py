@@ -16,7 +16,7 @@ from rucio.common.exception import CannotAuthenticate
 
 from devstack.rucio_seed import DEMO_SCOPE, DESTINATION_RSE, REPLICA_RSE, SCRATCH_RSE, rse_dir
 
-from .conftest import wait_for
+from tests.conftest import wait_for
 
 
 def _adler32(path: Path) -> str:

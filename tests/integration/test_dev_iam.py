@@ -15,7 +15,7 @@ from devstack.iam_login import LoginError, code_flow_tokens, exchange, token_req
 from devstack.procs import ServiceError
 from devstack.settings import Settings
 
-from .conftest import TEST_REDIRECT
+from tests.conftest import TEST_REDIRECT
 
 
 def _verify(iam, token, audience):

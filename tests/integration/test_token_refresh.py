@@ -20,7 +20,7 @@ from devstack.iam import DevIAM
 from devstack.procs import free_port
 from devstack.settings import Settings
 
-from .conftest import hub_test_extra, wait_for
+from tests.conftest import hub_test_extra, wait_for
 from .test_hub import _server_token, auth_state, hub_login
 
 LIFETIME = 6

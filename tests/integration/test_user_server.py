@@ -13,7 +13,7 @@ import pytest
 from devstack.rucio_seed import DEMO_SCOPE
 from devstack.settings import VENVS
 
-from .conftest import wait_for
+from tests.conftest import wait_for
 from .test_hub import _server_token, hub_login
 
 

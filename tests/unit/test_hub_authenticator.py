@@ -46,6 +46,7 @@ def test_defaults_fit_iam(crypt_key):
     assert auth.scope == ["openid", "profile", "email", "offline_access"]
     assert auth.username_claim == "preferred_username"
     assert auth.auth_state_groups_key == "oauth_user.groups"
+    assert auth.login_service == "ESCAPE IAM"
 
 
 def test_bad_exchange_targets_are_refused_at_startup(crypt_key):
