@@ -66,7 +66,7 @@ class LocalHub:
         if not chp.exists():
             raise ServiceError("configurable-http-proxy is not installed: run `make up`")
         client = self.iam.client(HUB_CLIENT_ID)
-        from devstack.rucio_seed import REPLICA_RSE, SITE, rse_dir
+        from devstack.rucio_seed import REPLICA_RSE, SCRATCH_RSE, SITE, rse_dir
 
         mount = rse_dir(self.settings, REPLICA_RSE)
         settings = {
@@ -94,6 +94,8 @@ class LocalHub:
             "destination_rse": REPLICA_RSE,
             "rse_mount_path": str(mount),
             "path_begins_at": len(mount.parts) - 1,
+            "scratch_mount": str(rse_dir(self.settings, SCRATCH_RSE)),
+            "scratch_rse": SCRATCH_RSE,
             **self.extra,
         }
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -54,3 +54,5 @@ c.DataLakeEnvironment.rucio_path_begins_at = s.get("path_begins_at", 0)
 c.DataLakeEnvironment.jupyter_config_path = s["jupyter_config_path"]
 c.DataLakeEnvironment.rucio_config_path = s["rucio_config_path"]
 c.DataLakeEnvironment.rucio_cache_dir = s["rucio_cache_dir"]
+c.DataLakeEnvironment.scratch_mount = s["scratch_mount"]
+c.DataLakeEnvironment.scratch_rse = s["scratch_rse"]

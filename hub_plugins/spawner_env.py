@@ -53,6 +53,8 @@ class DataLakeEnvironment(Configurable):
         config=True,
         help="Per-user cache of the Rucio extension (its default is shared by every user of a machine).",
     )
+    scratch_mount = Unicode("/scratch", config=True, help="Where the scratch area is mounted (datalakectl).")
+    scratch_rse = Unicode("JUPYTER-SCRATCHDISK", config=True, help="The greedy RSE backing the scratch area.")
     jupyter_config_path = Unicode(
         "",
         config=True,
@@ -74,6 +76,8 @@ class DataLakeEnvironment(Configurable):
             "RUCIO_DISPLAY_NAME": self.rucio_display_name,
             "RUCIO_CONFIG": self.rucio_config_path.format(username=username),
             "RUCIO_CACHE_DIR": self.rucio_cache_dir.format(username=username),
+            "DLAAS_SCRATCH_MOUNT": self.scratch_mount,
+            "DLAAS_SCRATCH_RSE": self.scratch_rse,
         }
         optional = {
             "RUCIO_BASE_URL": self.rucio_base_url,
