@@ -3,7 +3,8 @@
 One background process (inside .venvs/rucio) calls each daemon's single iteration in turn, every couple of seconds:
 judge evaluator, judge cleaner (expired rules), judge repairer, conveyor submitter / poller / finisher with the
 `devcopy` transfer tool (real byte copies between local RSEs), the reaper (greedy RSEs lose replicas as soon as no
-rule protects them) and the undertaker (expired DIDs).
+rule protects them) and the undertaker (expired DIDs). Once an hour it also runs the scratch cleanup (files and
+empty folders older than two days), as the CronJob does on Kubernetes.
 
 `RucioDaemons` starts and stops that process from the devstack (main venv); `python -m devstack.rucio_daemons`
 is the loop itself.
@@ -15,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from devstack.procs import Process
 from devstack.settings import REPO, RUCIO_PYTHON, Settings
@@ -34,6 +36,9 @@ class RucioDaemons:
         env["DLAAS_DEVCOPY_JOBS"] = str(self.settings.state_dir / "rucio" / "devcopy-jobs")
         env["DLAAS_DAEMONS_HEARTBEAT"] = str(self.heartbeat)
         env["DLAAS_DAEMONS_INTERVAL"] = str(self.interval)
+        from devstack.rucio_seed import SCRATCH_RSE, rse_dir
+
+        env["DLAAS_SCRATCH_DIR"] = str(rse_dir(self.settings, SCRATCH_RSE))
         self.process = Process(
             "rucio-daemons",
             [str(RUCIO_PYTHON), "-m", "devstack.rucio_daemons"],
@@ -90,7 +95,20 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    scratch = os.environ.get("DLAAS_SCRATCH_DIR")
+    next_cleanup = 0.0
     while not stopping:
+        if scratch and time.monotonic() >= next_cleanup:
+            # What the scratch-cleanup CronJob does on Kubernetes: files and empty folders older than two days.
+            from singleuser.scratch_cleanup import cleanup
+
+            try:
+                removed = cleanup(Path(scratch), 2 * 86400)
+                if removed["files"] or removed["dirs"]:
+                    logging.info("scratch cleanup removed %s", removed)
+            except OSError:
+                logging.exception("scratch cleanup failed")
+            next_cleanup = time.monotonic() + 3600
         started = time.monotonic()
         try:
             _cycle()
