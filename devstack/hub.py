@@ -87,6 +87,7 @@ class LocalHub:
             "singleuser_command": str(SINGLEUSER),
             "singleuser_args": ["--allow-root"] if os.geteuid() == 0 else [],
             "jupyter_config_path": str(REPO / "singleuser" / "jupyter_config"),
+            "icon_font": str(NODE_MODULES / "material-icons" / "iconfont" / "material-icons.woff2"),
             "rucio_config_path": str(self.dir / "homes" / "{username}" / ".rucio" / "rucio.cfg"),
             "rucio_cache_dir": str(self.dir / "homes" / "{username}" / ".cache" / "rucio-jupyterlab"),
             "rucio_url": self.rucio_url,

@@ -52,6 +52,7 @@ c.DataLakeEnvironment.rucio_destination_rse = s.get("destination_rse", "")
 c.DataLakeEnvironment.rucio_rse_mount_path = s.get("rse_mount_path", "")
 c.DataLakeEnvironment.rucio_path_begins_at = s.get("path_begins_at", 0)
 c.DataLakeEnvironment.jupyter_config_path = s["jupyter_config_path"]
+c.DataLakeEnvironment.icon_font = s["icon_font"]
 c.DataLakeEnvironment.rucio_config_path = s["rucio_config_path"]
 c.DataLakeEnvironment.rucio_cache_dir = s["rucio_cache_dir"]
 c.DataLakeEnvironment.scratch_mount = s["scratch_mount"]

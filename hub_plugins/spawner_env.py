@@ -55,6 +55,11 @@ class DataLakeEnvironment(Configurable):
     )
     scratch_mount = Unicode("/scratch", config=True, help="Where the scratch area is mounted (datalakectl).")
     scratch_rse = Unicode("JUPYTER-SCRATCHDISK", config=True, help="The greedy RSE backing the scratch area.")
+    icon_font = Unicode(
+        "",
+        config=True,
+        help="Local copy of the Material Icons font (woff2) for the Rucio extension on closed networks.",
+    )
     jupyter_config_path = Unicode(
         "",
         config=True,
@@ -88,6 +93,7 @@ class DataLakeEnvironment(Configurable):
             "RUCIO_PATH_BEGINS_AT": str(self.rucio_path_begins_at) if self.rucio_rse_mount_path else "",
             "RUCIO_CA_CERT": self.rucio_ca_cert,
             "JUPYTER_CONFIG_PATH": self.jupyter_config_path,
+            "DLAAS_ICON_FONT": self.icon_font,
         }
         env.update({k: v for k, v in optional.items() if v})
         return env

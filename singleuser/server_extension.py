@@ -2,7 +2,8 @@
 
 - the token agent keeps the token files fresh (singleuser.token_agent);
 - rucio.cfg for the `rucio` CLI and Python is written from the RUCIO_* variables (RUCIO_CONFIG points at it);
-- the Rucio extension's credentials are pre-seeded, so its sidebar works without a Validate click.
+- the Rucio extension's credentials are pre-seeded, so its sidebar works without a Validate click;
+- its icon font is installed from a local file, so icons render on a closed network (singleuser.icon_font).
 
 Enabled by jupyter_config/jupyter_server_config.py (on JUPYTER_CONFIG_PATH locally, /etc/jupyter in images).
 """
@@ -14,6 +15,7 @@ import asyncio
 import os
 from pathlib import Path
 
+from singleuser.icon_font import install as install_icon_font
 from singleuser.rucio_config import ConfigError, instance_from_env, preseed_credentials, write_client_config
 from singleuser.token_agent import TokenAgent
 
@@ -27,6 +29,9 @@ def _load_jupyter_server_extension(serverapp) -> None:
     # Keep a reference: a task that nothing references may be garbage-collected mid-flight.
     serverapp._dlaas_token_agent_task = asyncio.get_event_loop().create_task(agent.run())
     serverapp.log.info("DLaaS token agent started (token dir %s)", agent.token_dir or "unset")
+    from jupyter_core.paths import jupyter_config_dir
+
+    serverapp.log.info("%s", install_icon_font(Path(jupyter_config_dir())))
     try:
         instance = instance_from_env(os.environ)
         if os.environ.get("RUCIO_CONFIG"):

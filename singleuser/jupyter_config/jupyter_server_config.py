@@ -9,6 +9,7 @@ from singleuser.rucio_config import ConfigError, instance_from_env
 c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
 
 c.ServerApp.jpserver_extensions = {"singleuser.server_extension": True, "rucio_jupyterlab": True}
+c.LabApp.custom_css = True  # carries the offline icon font of the Rucio extension (singleuser.icon_font)
 try:
     _instance = instance_from_env(os.environ)
 except ConfigError as e:

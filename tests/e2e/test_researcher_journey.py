@@ -58,6 +58,11 @@ def test_alice_logs_in_finds_the_demo_data_and_reads_it(page, hub, hub_admin, ru
     page.screenshot(path=str(ARTIFACTS / "02-rucio-search.png"))
     for dataset in ("cosmic-rays-small", "higgs-candidates"):  # found without any Validate click
         expect(page.get_by_text(f"{DEMO_SCOPE}:{dataset}", exact=True)).to_be_visible()
+    # The extension's icons render from the locally installed font, not as their names.
+    page.wait_for_function("document.fonts.check('24px \"Material Icons\"')")
+    icon = page.locator(".material-icons").first
+    assert icon.evaluate("e => getComputedStyle(e).fontFamily").strip("'\"") == "Material Icons"
+    assert icon.bounding_box()["width"] < 40, "the icon is drawn as a word, not a glyph"
     page.screenshot(path=str(ARTIFACTS / "03-rucio-results.png"))
 
     # A notebook reads a file of the dataset through the storage mount.
