@@ -156,6 +156,24 @@ def singleuser_venv() -> None:
     stamp("singleuser", key)
 
 
+KERNEL_ROOT_PACKAGES = ["ipykernel", "uproot", "awkward", "numpy"]
+
+
+def kernel_root_venv() -> None:
+    """The "ROOT files" environment's kernel (uproot + awkward), offered by the local spawner's profile."""
+    constraints = REPO / "devstack" / "kernel-root-constraints.txt"
+    key = digest(constraints, " ".join(KERNEL_ROOT_PACKAGES))
+    spec = VENVS / "kernel-root" / "share" / "jupyter" / "kernels" / "dlaas-root" / "kernel.json"
+    if stamped("kernel-root", key) and spec.exists():
+        return
+    python = ensure_venv(VENVS / "kernel-root")
+    log("installing the ROOT-files kernel (uproot, awkward) into .venvs/kernel-root")
+    pip_install(python, ["-c", str(constraints), *KERNEL_ROOT_PACKAGES])
+    run([str(python), "-m", "ipykernel", "install", "--prefix", str(VENVS / "kernel-root"), "--name", "dlaas-root",
+         "--display-name", "Python 3 (ROOT files: uproot)"], stdout=subprocess.DEVNULL)
+    stamp("kernel-root", key)
+
+
 def node_modules() -> None:
     lock = REPO / "devstack" / "package-lock.json"
     key = digest(lock)
@@ -179,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     main_venv()
     rucio_venv()
     singleuser_venv()
+    kernel_root_venv()
     node_modules()
     log(f"ready in {time.monotonic() - started:.1f}s")
     return 0

@@ -18,6 +18,16 @@ from devstack.settings import MAIN_PYTHON, NODE_MODULES, REPO, VENVS, Settings
 
 CONFIG_FILE = REPO / "devstack" / "jupyterhub_config.py"
 SINGLEUSER = VENVS / "singleuser" / "bin" / "jupyterhub-singleuser"
+ROOT_KERNELS = VENVS / "kernel-root" / "share" / "jupyter"
+
+PROFILES = [
+    {"slug": "base", "display_name": "Data Lake (Python)",
+     "description": "JupyterLab with the Rucio extension, rucio-clients and datalakectl.",
+     "default_kernel": "python3"},
+    {"slug": "root", "display_name": "ROOT files (uproot, awkward)",
+     "description": "Everything in Data Lake (Python), plus a kernel that reads ROOT files with uproot and awkward.",
+     "default_kernel": "dlaas-root", "jupyter_path": str(ROOT_KERNELS)},
+]
 HUB_CLIENT_ID = "dlaas-hub"
 
 
@@ -87,6 +97,7 @@ class LocalHub:
             "singleuser_command": str(SINGLEUSER),
             "singleuser_args": ["--allow-root"] if os.geteuid() == 0 else [],
             "jupyter_config_path": str(REPO / "singleuser" / "jupyter_config"),
+            "profiles": PROFILES,
             "icon_font": str(NODE_MODULES / "material-icons" / "iconfont" / "material-icons.woff2"),
             "rucio_config_path": str(self.dir / "homes" / "{username}" / ".rucio" / "rucio.cfg"),
             "rucio_cache_dir": str(self.dir / "homes" / "{username}" / ".cache" / "rucio-jupyterlab"),

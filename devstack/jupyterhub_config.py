@@ -37,8 +37,9 @@ c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", SCOPE]}, *s.get("
 c.JupyterHub.services = s.get("services", [])  # e.g. a test client holding admin:auth_state
 c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
 
-c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.JupyterHub.spawner_class = "devstack.local_spawner.ProfilesLocalProcessSpawner"
 c.SimpleLocalProcessSpawner.home_dir_template = s["home_dir_template"]
+c.ProfilesLocalProcessSpawner.profiles = s.get("profiles", [])
 c.Spawner.cmd = [s["singleuser_command"]]
 c.Spawner.args = s.get("singleuser_args", [])
 c.Spawner.default_url = "/lab"

@@ -34,8 +34,13 @@ FLUX_MODULES = {
 
 
 def close_objects(schema):
-    """Forbid unknown properties in every object schema that lists its properties (free-form maps stay open)."""
+    """Forbid unknown properties in every object schema that lists its properties (free-form maps stay open), and
+    drop the models' `anyOf: [X, null]` wrappers so that errors name the offending field instead of the whole spec."""
     if isinstance(schema, dict):
+        options = schema.get("anyOf")
+        if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+            schema.pop("anyOf")
+            schema.update(next(o for o in options if o != {"type": "null"}))
         if "properties" in schema and "additionalProperties" not in schema:
             schema["additionalProperties"] = False
         for value in schema.values():

@@ -47,6 +47,11 @@ def test_alice_logs_in_finds_the_demo_data_and_reads_it(page, hub, hub_admin, ru
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("alice-pass")
     page.get_by_role("button", name="Sign in").click()
+    # The spawn page offers the environments; alice picks the ROOT one.
+    expect(page.get_by_text("Choose an environment")).to_be_visible()
+    page.get_by_label("ROOT files (uproot, awkward)").check()
+    page.screenshot(path=str(ARTIFACTS / "00-pick-environment.png"))
+    page.get_by_role("button", name="Start").click()
     page.wait_for_url("**/user/alice/lab**", timeout=120_000)
     page.locator("#jp-main-dock-panel").wait_for(timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "01-jupyterlab.png"))
@@ -67,24 +72,22 @@ def test_alice_logs_in_finds_the_demo_data_and_reads_it(page, hub, hub_admin, ru
 
     # A notebook reads a file of the dataset through the storage mount.
     page.get_by_role("button", name="No", exact=True).click()  # JupyterLab's news prompt
-    page.get_by_text("File", exact=True).first.click()
-    page.get_by_text("New", exact=True).first.hover()
-    page.locator("li.lm-Menu-item[data-command='notebook:create-new']").click()
-    page.get_by_text("Select kernel for:").wait_for()
-    page.keyboard.press("Enter")  # the dialog's default: Python 3 (ipykernel)
-    expect(page.locator(".jp-Dialog")).to_have_count(0)
-    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+    # The launcher offers the environment's kernels; the ROOT one opens a notebook.
+    page.get_by_role("tab", name="Launcher").click()
+    page.locator('.jp-LauncherCard[title="Python 3 (ROOT files: uproot)"]').first.click()
+    expect(page.get_by_text("Python 3 (ROOT files: uproot) | Idle")).to_be_visible(timeout=90_000)
     cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
     cell.click()
     cell.type(
-        "import os, glob, zlib\n"
+        "import os, glob, zlib, uproot\n"
         "mount = os.environ['RUCIO_RSE_MOUNT_PATH']\n"
         f"path = glob.glob(mount + '/{DEMO_SCOPE}/*/*/higgs-candidates.00.root')[0]\n"
         "data = open(path, 'rb').read()\n"
-        "print('read', len(data), 'bytes, adler32', format(zlib.adler32(data), '08x'))"
+        "print('read', len(data), 'bytes, adler32', format(zlib.adler32(data), '08x'), 'with uproot', "
+        "uproot.__version__)"
     )
     page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-OutputArea-output").first
-    expect(output).to_contain_text(f"read {catalogue['bytes']} bytes, adler32 {catalogue['adler32']}",
+    expect(output).to_contain_text(f"read {catalogue['bytes']} bytes, adler32 {catalogue['adler32']} with uproot",
                                    timeout=90_000)
     page.screenshot(path=str(ARTIFACTS / "04-notebook-reads-the-mount.png"))

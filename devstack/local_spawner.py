@@ -1,0 +1,63 @@
+"""The local stack's spawner: JupyterHub's local process spawner plus environment profiles on the spawn page.
+
+On Kubernetes, KubeSpawner's profileList chooses an image (see flux/); locally a profile chooses which Jupyter
+kernels the server offers and which one is the default, e.g. "ROOT files" adds a kernel with uproot and awkward.
+"""
+
+from __future__ import annotations
+
+import html
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from traitlets import List, default
+
+
+class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
+    profiles = List(
+        config=True,
+        help="""Environments offered on the spawn page: dicts with slug, display_name, description,
+        default_kernel, and optionally jupyter_path (extra kernel specs).""",
+    )
+
+    @default("options_form")
+    def _options_form_default(self):
+        if not self.profiles:
+            return ""
+        rows = []
+        for i, p in enumerate(self.profiles):
+            rows.append(
+                f'<label class="dlaas-profile" style="display:block;margin:.6em 0">'
+                f'<input type="radio" name="profile" value="{html.escape(p["slug"])}"{" checked" if i == 0 else ""}> '
+                f'<b>{html.escape(p["display_name"])}</b><br><small>{html.escape(p.get("description", ""))}</small>'
+                f"</label>"
+            )
+        return "<p>Choose an environment:</p>" + "".join(rows)
+
+    def options_from_form(self, formdata):
+        slug = (formdata.get("profile") or [self.profiles[0]["slug"] if self.profiles else ""])[0]
+        return {"profile": slug}
+
+    def _profile(self) -> dict | None:
+        if not self.profiles:
+            return None
+        slug = (self.user_options or {}).get("profile") or self.profiles[0]["slug"]
+        for profile in self.profiles:
+            if profile["slug"] == slug:
+                return profile
+        raise ValueError(f"unknown environment {slug!r}: choose one of {[p['slug'] for p in self.profiles]}")
+
+    def get_env(self):
+        env = super().get_env()
+        profile = self._profile()
+        if profile:
+            env["DLAAS_PROFILE"] = profile["slug"]
+            if profile.get("jupyter_path"):
+                env["JUPYTER_PATH"] = profile["jupyter_path"]
+        return env
+
+    def get_args(self):
+        args = super().get_args()
+        profile = self._profile()
+        if profile and profile.get("default_kernel"):
+            args.append(f"--MultiKernelManager.default_kernel_name={profile['default_kernel']}")
+        return args

@@ -1,0 +1,107 @@
+"""Fixtures of the deployment checks: the pinned tools (installed into <repo>/.tools on first use) and helpers that
+run helm, kustomize and the strict manifest validator on the repository's charts and Flux tree."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devstack.deploy_tools import ensure
+from devstack.settings import MAIN_PYTHON, REPO
+
+HERE = Path(__file__).resolve().parent
+CHARTS = REPO / "charts"
+FLUX = REPO / "flux"
+IMAGES = REPO / "images"
+KUBE_VERSION = "1.33.0"
+ENVS = ("production", "staging")
+
+
+@pytest.fixture(scope="session")
+def tools():
+    return ensure()
+
+
+def run(argv, *, input=None, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, input=input, timeout=timeout)
+
+
+class Deploy:
+    """Thin wrappers over the real tools; each returns the CompletedProcess so tests can assert failures too."""
+
+    def __init__(self, tools):
+        self.tools = tools
+
+    def helm(self, *args):
+        return run([self.tools.helm, *args])
+
+    def template(self, chart: Path, *values: Path, release="dlaas", namespace="dlaas"):
+        argv = ["template", release, chart, "--namespace", namespace, "--kube-version", KUBE_VERSION]
+        for v in values:
+            argv += ["-f", v]
+        return self.helm(*argv)
+
+    def kustomize(self, path: Path):
+        return run([self.tools.kubectl, "kustomize", path])
+
+    def validate(self, *sources: Path | str, stdin: str | None = None) -> tuple[int, dict]:
+        argv = [self.tools.python, HERE / "manifest_check.py", "--kube-version", KUBE_VERSION, *sources]
+        r = run(argv, input=stdin)
+        try:
+            report = json.loads(r.stdout)
+        except ValueError:
+            raise AssertionError(f"the validator crashed: {r.stderr[-2000:]}") from None
+        return r.returncode, report
+
+    def hadolint(self, dockerfile: Path):
+        return run([self.tools.hadolint, "--no-color", "--failure-threshold", "warning", dockerfile])
+
+
+@pytest.fixture(scope="session")
+def deploy(tools):
+    return Deploy(tools)
+
+
+def docs(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def deep_merge(base, override):
+    """Helm/Flux values merge: maps merge key by key, anything else (lists included) is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for k, v in override.items():
+            merged[k] = deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return merged
+    return copy.deepcopy(override)
+
+
+def release_values(built: list[dict], release: str, flux_root: Path = FLUX) -> dict:
+    """The values Flux hands to a HelmRelease of a kustomize-built overlay: its valuesFrom ConfigMaps in order,
+    then spec.values on top."""
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in built}
+    hr = by_name[("HelmRelease", release)]
+    values: dict = {}
+    for ref in hr["spec"].get("valuesFrom", []):
+        cm = by_name[(ref["kind"], ref["name"])]
+        values = deep_merge(values, yaml.safe_load(cm["data"][ref.get("valuesKey", "values.yaml")]) or {})
+    return deep_merge(values, hr["spec"].get("values") or {})
+
+
+def hub_config_report(values: dict, tmp_path: Path) -> tuple[int, dict, str]:
+    """Load the hub config of `values` in a real JupyterHub (tests/deploy/hub_config_check.py)."""
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values))
+    env_secret = {"JUPYTERHUB_CRYPT_KEY": "ab" * 32, "OAUTH_CLIENT_SECRET": "not-a-real-secret"}
+    r = subprocess.run([str(MAIN_PYTHON), str(HERE / "hub_config_check.py"), str(path)], capture_output=True,
+                       text=True, timeout=120, cwd=REPO, env={"PATH": "/usr/bin:/bin", **env_secret})
+    try:
+        report = json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"hub config check crashed: {r.stderr[-3000:]}") from None
+    return r.returncode, report, r.stderr

@@ -1,0 +1,125 @@
+"""The z2jh values Flux hands to the jupyterhub HelmRelease of each cluster: only keys z2jh has, the hub config
+loads in a real JupyterHub with the escape-iam authenticator, and the user pods get what DLaaS needs (profiles,
+shared home with per-user subPath, EOS with HostToContainer, /scratch, memory-backed token dir, no token in env)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.deploy.conftest import ENVS, FLUX, deep_merge, docs, hub_config_report, release_values
+from tests.deploy.z2jh_keys import unknown_keys
+
+
+@pytest.fixture(scope="module", params=ENVS)
+def env_values(request, deploy):
+    r = deploy.kustomize(FLUX / "apps" / request.param)
+    assert r.returncode == 0, r.stderr
+    built = docs(r.stdout)
+    return request.param, release_values(built, "jupyterhub"), release_values(built, "dlaas")
+
+
+def test_only_known_z2jh_keys(env_values):
+    _, values, _ = env_values
+    assert unknown_keys(values) == []
+
+
+@pytest.mark.parametrize("patch, expected", [
+    ({"singleuser": {"profilelist": []}}, "singleuser.profilelist"),
+    ({"cull": {"timout": 60}}, "cull.timout"),
+    ({"hub": {"networkPolicy": {"egressAllowRules": {"privateIps": True}}}},
+     "hub.networkPolicy.egressAllowRules.privateIps"),
+    ({"singleuser": {"storage": {"static": "dlaas-home"}}}, "singleuser.storage.static (z2jh expects a mapping)"),
+])
+def test_a_misspelled_z2jh_key_fails(patch, expected):
+    base = yaml.safe_load((FLUX / "apps" / "base" / "jupyterhub" / "values.yaml").read_text())
+    assert unknown_keys(deep_merge(base, patch)) == [expected]
+
+
+def test_the_hub_config_loads_in_a_real_jupyterhub(env_values, tmp_path):
+    env, values, dlaas_values = env_values
+    code, report, stderr = hub_config_report(values, tmp_path)
+    assert code == 0, report["errors"] or stderr
+    assert report["authenticator_class"] == "hub_plugins.authenticator.EscapeIAMAuthenticator"
+    auth = report["authenticator"]
+    assert auth["issuer"].endswith("/") and auth["enable_auth_state"] and auth["manage_groups"]
+    assert auth["client_secret_set"]  # from OAUTH_CLIENT_SECRET, i.e. the Secret, not the values
+    host = values["ingress"]["hosts"][0]
+    assert auth["client_id"] == values["hub"]["config"]["EscapeIAMAuthenticator"]["client_id"]
+    assert values["hub"]["config"]["EscapeIAMAuthenticator"]["oauth_callback_url"] == f"https://{host}/hub/oauth_callback"
+    assert set(auth["exchange_targets"]) == {"rucio", "eos"}
+    assert "/api/dlaas/tokens" in auth["handlers"]
+    assert report["custom_scopes"] == ["custom:dlaas-tokens"]
+    assert "custom:dlaas-tokens" in report["server_token_scopes"]
+    user_role = next(r for r in report["load_roles"] if r["name"] == "user")
+    assert "custom:dlaas-tokens" in user_role["scopes"]
+    assert report["pre_spawn_hook"] == "hub_plugins.spawner_env.apply"
+    # The EOS audience the hub exchanges for is the one the EOS FUSEx mount is configured for.
+    assert auth["exchange_targets"]["eos"]["audience"] == dlaas_values["eos"]["oauth2"]["audience"]
+
+    # The user's server environment: paths into the memory-backed token dir, never a token.
+    user_env = report["user_environment"]
+    mounts = {m["name"]: m for m in values["singleuser"]["storage"]["extraVolumeMounts"]}
+    volumes = {v["name"]: v for v in values["singleuser"]["storage"]["extraVolumes"]}
+    token_mount = next(m for m in mounts.values() if m["mountPath"] == user_env["DLAAS_TOKEN_DIR"])
+    assert volumes[token_mount["name"]]["emptyDir"]["medium"] == "Memory"
+    assert user_env["BEARER_TOKEN_FILE"].startswith(user_env["DLAAS_TOKEN_DIR"] + "/")
+    assert user_env["OAUTH2_TOKEN"].startswith("FILE:" + user_env["DLAAS_TOKEN_DIR"] + "/")
+    assert user_env["RUCIO_RSE_MOUNT_PATH"].startswith(mounts["eos"]["mountPath"])
+    for name, value in user_env.items():
+        assert "token" not in name.lower() or value.startswith(("/", "FILE:/", "http")), name
+
+
+def test_a_broken_hub_config_fails_to_load(tmp_path):
+    values = yaml.safe_load((FLUX / "apps" / "base" / "jupyterhub" / "values.yaml").read_text())
+    bad = deep_merge(values, {"hub": {"config": {"EscapeIAMAuthenticator": {"exchange_target": {}}}}})
+    code, report, _ = hub_config_report(bad, tmp_path)
+    assert code == 1
+    assert report["errors"] == ["hub.config.EscapeIAMAuthenticator.exchange_target: not a configurable trait of "
+                                "EscapeIAMAuthenticator"]
+    bad = deep_merge(values, {"hub": {"config": {"EscapeIAMAuthenticator": {
+        "exchange_targets": {"rucio": {"audiance": "rucio"}}}}}})
+    code, report, _ = hub_config_report(bad, tmp_path)
+    assert code == 1
+    assert report["errors"][0].startswith("the authenticator refuses the configuration")
+    assert "'audiance'" in report["errors"][0]
+
+
+def test_no_secret_or_token_in_the_values(env_values):
+    _, values, _ = env_values
+    for name, spec in values["hub"]["extraEnv"].items():
+        assert set(spec) == {"valueFrom"}, f"hub.extraEnv.{name} must come from a Secret"
+        assert spec["valueFrom"]["secretKeyRef"]["name"] == "dlaas-hub"
+    assert "extraEnv" not in values["singleuser"]  # the user environment comes from hub_plugins, token-free
+    assert "client_secret" not in values["hub"]["config"]["EscapeIAMAuthenticator"]
+    assert "cookieSecret" not in values["hub"] and "secretToken" not in values.get("proxy", {})
+
+
+def test_user_pods_storage_profiles_culling_and_network(env_values):
+    env, values, _ = env_values
+    su = values["singleuser"]
+    assert [p["slug"] for p in su["profileList"]] == ["base", "root", "alma"]
+    assert sum(bool(p.get("default")) for p in su["profileList"]) == 1
+    images = [p.get("kubespawner_override", {}).get("image") for p in su["profileList"][1:]]
+    assert images[0].split(":")[0].endswith("dlaas-singleuser-root")
+    assert images[1].split(":")[0].endswith("dlaas-singleuser-alma")
+    # One shared home volume, each user in a subPath.
+    assert su["storage"]["type"] == "static"
+    assert "{username}" in su["storage"]["static"]["subPath"]
+    mounts = {m["name"]: m for m in su["storage"]["extraVolumeMounts"]}
+    volumes = {v["name"]: v for v in su["storage"]["extraVolumes"]}
+    assert volumes["eos"]["hostPath"]["path"] == "/eos"
+    assert mounts["eos"]["mountPropagation"] == "HostToContainer"
+    assert volumes["scratch"]["persistentVolumeClaim"]["claimName"] == "dlaas-scratch"
+    assert mounts["scratch"]["mountPath"] == "/scratch/{username}" and mounts["scratch"]["subPath"] == "{username}"
+    assert values["hub"]["config"]["DataLakeEnvironment"]["scratch_mount"] == "/scratch"
+    # Idle servers are culled; users are not.
+    assert values["cull"]["enabled"] is True and 0 < values["cull"]["timeout"] <= 4 * 3600
+    assert values["cull"]["users"] is False
+    # Network policies on, no cloud metadata, the cache reachable on its port.
+    netpol = su["networkPolicy"]
+    assert netpol["enabled"] and values["hub"]["networkPolicy"]["enabled"]
+    assert netpol["egressAllowRules"]["cloudMetadataServer"] is False
+    assert netpol["egress"][0]["ports"] == [{"protocol": "TCP", "port": 1094}]
+    # The overlay changed the image version and the host, and nothing else dropped out of the base.
+    assert values["hub"]["image"]["tag"] == su["image"]["tag"]
