@@ -1,7 +1,8 @@
 """Short-lived tokens (6 s) stay fresh for as long as the user works: the hub refreshes the IAM token and
 re-exchanges ahead of expiry, and the token agent in the user's server rewrites its token files in time.
 
-Its own dev IAM and hub (short lifetimes), with a real user server started by the hub's local spawner.
+Its own dev IAM (short lifetimes), Rucio and hub, with a real user server started by the hub's local spawner, whose
+Rucio sidebar is queried all along.
 """
 
 import json
@@ -17,7 +18,10 @@ import requests
 
 from devstack.hub import LocalHub, register_hub_client
 from devstack.iam import DevIAM
+from devstack.postgres import Postgres
 from devstack.procs import free_port
+from devstack.rucio_seed import DEMO_SCOPE, seed
+from devstack.rucio_server import RucioServer
 from devstack.settings import Settings
 
 from tests.conftest import hub_test_extra, wait_for
@@ -32,20 +36,25 @@ WATCH_SECONDS = 24
 def short_stack():
     state = Path(tempfile.mkdtemp(prefix="dlaas-refresh-"))
     state.chmod(0o755)
-    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
+    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port(), rucio_port=0, postgres_port=0)
     iam = DevIAM(settings, access_token_ttl=LIFETIME)
     register_hub_client(iam, settings.hub_url)
     iam.start()
-    hub = None
+    hub = postgres = rucio = None
     try:
-        hub = LocalHub(settings, iam=iam, refresh_margin=MARGIN, auth_refresh_age=1, extra=hub_test_extra()).start()
+        postgres = Postgres(settings, port=0).start()
+        rucio = RucioServer(settings, postgres.url, iam_issuer=iam.issuer, port=0).start()
+        seed(settings, rucio, full=False)
+        hub = LocalHub(settings, iam=iam, rucio_url=rucio.url, refresh_margin=MARGIN, auth_refresh_age=1,
+                       extra=hub_test_extra()).start()
         admin = requests.Session()
         admin.headers["Authorization"] = f"token {hub_test_extra()['services'][0]['api_token']}"
         admin.api = f"{hub.url}/hub/api"
         yield iam, hub, admin, settings
     finally:
-        if hub:
-            hub.stop()
+        for service in (hub, rucio, postgres):
+            if service:
+                service.stop()
         iam.stop()
         for leftover in Path("/dev/shm").glob(f"dlaas-{state.name}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -58,8 +67,9 @@ def _claims(token: str) -> dict:
 
 def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
     iam, hub, admin, settings = short_stack
-    hub_login(hub, "alice", "alice-pass")
+    browser, _ = hub_login(hub, "alice", "alice-pass")
     server_token, pid = _server_token(admin, "alice")
+    assert browser.get(f"{hub.url}/user/alice/lab", timeout=60).status_code == 200
     env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
                if "=" in item)
     rucio_file = Path(env["BEARER_TOKEN_FILE"])
@@ -67,6 +77,7 @@ def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
     wait_for(rucio_file.exists, timeout=30, what="the token agent's first write")
 
     seen_api, seen_files = set(), set()
+    searches = 0
     deadline = time.time() + WATCH_SECONDS
     while time.time() < deadline:
         now = time.time()
@@ -90,7 +101,14 @@ def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
         assert eos.startswith("oauth2:") and eos.endswith(f"{iam.url}/userinfo")
         assert _claims(eos.split(":")[1])["aud"] == "eos"
         assert stat.S_IMODE(eos_file.stat().st_mode) == 0o600
+        # The Rucio sidebar keeps working with whatever token the file holds now.
+        search = browser.get(f"{hub.url}/user/alice/rucio-jupyterlab/did-search", timeout=30,
+                             params={"namespace": "escape", "did": f"{DEMO_SCOPE}:higgs*", "type": "collection"})
+        assert search.status_code == 200, search.text
+        assert "higgs-candidates" in search.text
+        searches += 1
         time.sleep(0.5)
+    assert searches >= 10
     cycles = WATCH_SECONDS // (LIFETIME - MARGIN)
     assert len(seen_files) >= cycles // 2, f"the token files were rewritten only {len(seen_files)} times"
     assert len({t for t in seen_api}) >= cycles
