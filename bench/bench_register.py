@@ -146,7 +146,7 @@ def main() -> int:
         ("datalakectl (1 bulk call)", bulk_calls, t_bulk, t_plan),
         ("one call per file (3 per file)", single_calls, t_single, None),
     ]
-    table = [f"| method | Rucio HTTP calls | wall time (s) | per file (ms) | of which planning (s) |",
+    table = ["| method | Rucio HTTP calls | wall time (s) | per file (ms) | of which planning (s) |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for name, calls, wall, plan_time in rows:
         table.append(f"| {name} | {calls} | {wall:.2f} | {1000 * wall / n:.1f} | "

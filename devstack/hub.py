@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
-from devstack.procs import Process, ServiceError, ensure_port_free, free_port, http_ready
+from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port, http_ready, kept_secret
+from singleuser.token_files import write_secret_file
 from devstack.settings import MAIN_PYTHON, NODE_MODULES, REPO, VENVS, Settings
 
 CONFIG_FILE = REPO / "devstack" / "jupyterhub_config.py"
@@ -31,27 +31,14 @@ PROFILES = [
 HUB_CLIENT_ID = "dlaas-hub"
 
 
-def _private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _kept_secret(path: Path, nbytes: int = 32) -> str:
-    if not path.exists():
-        _private(path, secrets.token_hex(nbytes))
-    return path.read_text().strip()
-
-
 def register_hub_client(iam, hub_url: str) -> dict:
     """Register the hub as a confidential client of the dev IAM (before the IAM starts)."""
     return iam.add_client(HUB_CLIENT_ID, [f"{hub_url}/hub/oauth_callback"])
 
 
-class LocalHub:
+class LocalHub(Service):
+    stop_timeout = 20.0
+
     def __init__(self, settings: Settings, *, iam, rucio_url: str = "", port: int | None = None,
                  refresh_margin: int = 300, auth_refresh_age: int = 60, extra: dict | None = None):
         self.settings = settings
@@ -111,16 +98,14 @@ class LocalHub:
             **self.extra,
         }
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cookie = self.dir / "cookie_secret"
-        if not cookie.exists():
-            _private(cookie, secrets.token_hex(32))
+        kept_secret(self.dir / "cookie_secret")
         settings_file = self.dir / "hub-settings.json"
-        _private(settings_file, json.dumps(settings, indent=2))
+        write_secret_file(settings_file, json.dumps(settings, indent=2))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "RUCIO_", "BEARER_TOKEN"))}
         env.update(
             DLAAS_HUB_SETTINGS=str(settings_file),
-            JUPYTERHUB_CRYPT_KEY=_kept_secret(self.dir / "crypt_key"),
-            CONFIGPROXY_AUTH_TOKEN=_kept_secret(self.dir / "proxy_token"),
+            JUPYTERHUB_CRYPT_KEY=kept_secret(self.dir / "crypt_key"),
+            CONFIGPROXY_AUTH_TOKEN=kept_secret(self.dir / "proxy_token"),
             PATH=f"{Path(MAIN_PYTHON).parent}:{env.get('PATH', '/usr/bin:/bin')}",
         )
         self.process = Process(
@@ -135,10 +120,3 @@ class LocalHub:
         ).start()
         return self
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(timeout=20)
-            self.process = None

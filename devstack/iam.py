@@ -14,15 +14,16 @@ import shutil
 import time
 from pathlib import Path
 
-from devstack.procs import Process, ServiceError, ensure_port_free, http_ready
+from devstack.procs import Process, Service, ServiceError, ensure_port_free, http_ready
 from devstack.settings import NODE_MODULES, REPO, Settings
+from singleuser.token_files import write_secret_file
 
 SERVER_JS = REPO / "devstack" / "iam" / "server.js"
 USERS_FILE = REPO / "devstack" / "iam" / "users.json"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
-class DevIAM:
+class DevIAM(Service):
     def __init__(
         self,
         settings: Settings,
@@ -77,16 +78,8 @@ class DevIAM:
         stored = json.loads(path.read_text()) if path.exists() else {}
         if client_id not in stored:
             stored[client_id] = secrets.token_urlsafe(32)
-            self._write_private(path, json.dumps(stored))
+            write_secret_file(path, json.dumps(stored))
         return stored[client_id]
-
-    def _write_private(self, path: Path, text: str) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
 
     def start(self) -> DevIAM:
         node = shutil.which("node")
@@ -96,7 +89,7 @@ class DevIAM:
             raise ServiceError("the dev IAM's npm packages are missing: run `make up`")
         ensure_port_free(self.settings.host, self.port, "dev IAM", "DLAAS_IAM_PORT")
         clients_file = self.dir / "clients.json"
-        self._write_private(clients_file, json.dumps(list(self._clients.values())))
+        write_secret_file(clients_file, json.dumps(list(self._clients.values())))
         access, refresh, id_ttl = self.ttls
         self.process = Process(
             "dev-iam",
@@ -125,13 +118,6 @@ class DevIAM:
             self.port = int(self.issuer.rstrip("/").rsplit(":", 1)[1])
         return http_ready(f"{self.issuer}.well-known/openid-configuration")()
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
 
     def restart(self) -> DevIAM:
         """Stop and start again on the same port (keys and clients persist)."""

@@ -14,14 +14,16 @@ import signal
 import subprocess
 from pathlib import Path
 
-from devstack.procs import Process, ServiceError, ensure_port_free, free_port
+from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port
 from devstack.settings import Settings
 
 PG_BIN = Path(os.environ.get("DLAAS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DATABASE = "rucio"
 
 
-class Postgres:
+class Postgres(Service):
+    stop_timeout = 20.0
+
     def __init__(self, settings: Settings, port: int | None = None):
         self.settings = settings
         self.port = settings.postgres_port if port is None else port
@@ -109,10 +111,3 @@ class Postgres:
         if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'") != "1":
             self._psql(f"CREATE DATABASE {DATABASE}")
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(timeout=20)
-            self.process = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,6 +22,31 @@ from pathlib import Path
 
 class ServiceError(RuntimeError):
     """A service could not start; the message is one line that says what to do."""
+
+
+class Service:
+    """Base of the devstack's services: `start()` sets `process`; `alive()` and `stop()` follow from it."""
+
+    process: Process | None = None
+    stop_timeout: float = 10.0
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=self.stop_timeout)
+            self.process = None
+
+
+def kept_secret(path: Path, nbytes: int = 32) -> str:
+    """A random secret kept in the state directory: created once (mode 0600, atomically), then reused."""
+    from singleuser.token_files import write_secret_file
+
+    path = Path(path)
+    if not path.exists():
+        write_secret_file(path, secrets.token_hex(nbytes))  # hex: what JupyterHub reads for its keys
+    return path.read_text().strip()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -18,11 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.procs import Process
+from devstack.procs import Process, Service
 from devstack.settings import REPO, RUCIO_PYTHON, Settings
 
 
-class RucioDaemons:
+class RucioDaemons(Service):
+    stop_timeout = 20.0
+
     def __init__(self, settings: Settings, server, *, interval: float = 1.0):
         self.settings = settings
         self.server = server
@@ -51,13 +53,6 @@ class RucioDaemons:
         ).start()
         return self
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop(timeout=20)
-            self.process = None
 
 
 def _cycle() -> None:

@@ -8,37 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 
-from devstack.procs import Process, ServiceError, ensure_port_free, free_port, http_ready
+from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port, http_ready, kept_secret
 from devstack.settings import REPO, RUCIO_PYTHON, Settings
+from singleuser.token_files import write_secret_file
 
 RUCIO_VENV = RUCIO_PYTHON.parent.parent
 
 
-def _secret(path: Path, nbytes: int = 24) -> str:
-    """A random secret kept in the state directory (created once, mode 0600)."""
-    if path.exists():
-        return path.read_text().strip()
-    value = secrets.token_urlsafe(nbytes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value)
-    return value
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-class RucioServer:
+class RucioServer(Service):
     """Writes the server configuration, builds the schema once, and runs gunicorn on 127.0.0.1."""
 
     def __init__(
@@ -70,7 +50,7 @@ class RucioServer:
 
     @property
     def root_password(self) -> str:
-        return _secret(self.dir / "root-password")
+        return kept_secret(self.dir / "root-password", 24)
 
     def env(self) -> dict[str, str]:
         """Environment for processes that import the Rucio server package."""
@@ -85,7 +65,7 @@ class RucioServer:
         migrate_repo = next((RUCIO_VENV / "lib").glob("python3*/site-packages/rucio/db/sqla/migrate_repo"), None)
         if migrate_repo is None:
             raise ServiceError("the Rucio server is not installed in .venvs/rucio: run `make up`")
-        _write_private(
+        write_secret_file(
             alembic_ini,
             f"""[alembic]
 script_location = {migrate_repo}
@@ -130,10 +110,10 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
         client = {
             "issuer": self.iam_issuer,
             "client_id": "rucio",
-            "client_secret": _secret(self.dir / "iam-client-secret"),
+            "client_secret": kept_secret(self.dir / "iam-client-secret", 24),
             "redirect_uris": [f"{self.url}/auth/oidc_token"],
         }
-        _write_private(idp, json.dumps({self.iam_issuer: {**client, "SCIM": dict(client)}}, indent=2))
+        write_secret_file(idp, json.dumps({self.iam_issuer: {**client, "SCIM": dict(client)}}, indent=2))
         sections: dict[str, dict[str, str]] = {
             "common": {"logdir": str(self.dir / "logs"), "loglevel": "INFO"},
             "client": {"rucio_host": self.url, "auth_host": self.url},
@@ -157,7 +137,7 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
             f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items() if v != "") + "\n"
             for name, values in sections.items()
         )
-        _write_private(self.config_path, text)
+        write_secret_file(self.config_path, text)
 
     def bootstrap_database(self) -> None:
         result = subprocess.run(
@@ -194,13 +174,6 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
         ).start()
         return self
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
 
     def root_client(self):
         """A rucio-clients Client (main venv) logged in as root, its token cache inside the state directory."""
@@ -222,5 +195,5 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
             lines += [f"username = {username or 'root'}", f"password = {password or self.root_password}"]
         if token_file is not None:
             lines += [f"auth_token_file_path = {token_file}"]
-        _write_private(path, "\n".join(lines) + "\n")
+        write_secret_file(path, "\n".join(lines) + "\n")
         return path

@@ -1,8 +1,6 @@
 """The dev IAM behaves like INDIGO IAM where DLaaS depends on it: login form, PKCE, refresh, token exchange,
 introspection, persistent keys. Real node process, scripted browser-style logins."""
 
-import base64
-import json
 import time
 
 import jwt
