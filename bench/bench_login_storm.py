@@ -1,0 +1,136 @@
+"""Benchmark: a login storm on the hub - N researchers log in at once through the dev IAM.
+
+Each simulated user does what a browser does: GET /hub/oauth_login, the IAM login form, the callback (code
+exchange with PKCE, userinfo, and RFC 8693 exchanges for `rucio` and `eos`), landing on the hub. Starts its own
+dev IAM (with N generated users) and hub on free loopback ports; no user servers are spawned (see the note
+printed at the end). Reports logins/s, p50/p95/p99 latency, errors, and the hub's CPU time and peak memory; appends
+the table to docs/benchmarks.md.
+
+    .venvs/main/bin/python bench/bench_login_storm.py [--users 200] [--concurrency 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_register import machine  # noqa: E402
+from devstack.hub import LocalHub, register_hub_client  # noqa: E402
+from devstack.iam import DevIAM  # noqa: E402
+from devstack.iam_login import login  # noqa: E402
+from devstack.procs import free_port  # noqa: E402
+from devstack.settings import REPO, Settings  # noqa: E402
+
+
+def process_tree_usage(pid: int) -> tuple[float, int]:
+    """CPU seconds and resident memory (bytes) of a process and its children (from /proc)."""
+    ticks = 100.0
+    cpu, rss = 0.0, 0
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(c) for c in child.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / ticks
+            rss += int(fields[21]) * 4096
+        except (OSError, IndexError, ValueError):
+            pass
+    return cpu, rss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="dlaas-storm-"))
+    state.chmod(0o755)
+    users = [{"username": f"user{i:04d}", "password": f"pw-{i}", "sub": str(uuid.uuid4()), "name": f"User {i}",
+              "email": f"user{i}@example.invalid", "groups": ["escape/users"]} for i in range(args.users)]
+    users_file = state / "users.json"
+    users_file.write_text(json.dumps(users))
+    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
+    iam = DevIAM(settings, users_file=users_file)
+    register_hub_client(iam, settings.hub_url)
+    hub = None
+    latencies, errors = [], []
+    peak_rss = 0
+    try:
+        iam.start()
+        hub = LocalHub(settings, iam=iam).start()
+        cpu_before, _ = process_tree_usage(hub.process.pid)
+        stop = threading.Event()
+
+        def sample():
+            nonlocal peak_rss
+            while not stop.is_set():
+                peak_rss = max(peak_rss, process_tree_usage(hub.process.pid)[1])
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+
+        def one(user):
+            t0 = time.perf_counter()
+            try:
+                with requests.Session() as browser:
+                    callback = login(browser, f"{hub.url}/hub/oauth_login", user["username"], user["password"],
+                                     stop_at=f"{hub.url}/hub/oauth_callback", timeout=120)
+                    answer = browser.get(callback, allow_redirects=False, timeout=120)
+                    if answer.status_code != 302:
+                        raise RuntimeError(f"callback answered {answer.status_code}")
+                latencies.append(time.perf_counter() - t0)
+            except Exception as e:  # counted and reported, the storm goes on
+                errors.append(f"{type(e).__name__}: {e}")
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            list(pool.map(one, users))
+        wall = time.perf_counter() - started
+        stop.set()
+        cpu_after, _ = process_tree_usage(hub.process.pid)
+    finally:
+        if hub:
+            hub.stop()
+        iam.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    table = "\n".join([
+        "| users | concurrency | logins/s | p50 (s) | p95 (s) | p99 (s) | errors | hub CPU (s) | hub peak RSS (MiB) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {args.users} | {args.concurrency} | {len(latencies) / wall:.1f} | {q[49]:.2f} | {q[94]:.2f} | "
+        f"{q[98]:.2f} | {len(errors)} | {cpu_after - cpu_before:.1f} | {peak_rss / 2**20:.0f} |",
+    ])
+    print(table)
+    if errors:
+        print("first errors:", *errors[:3], sep="\n  ")
+    if not args.no_append:
+        with open(REPO / "docs" / "benchmarks.md", "a") as f:
+            f.write(f"\n### Login storm ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\nMachine: {machine()}. "
+                    f"Each login: IAM form, code + PKCE, userinfo, two RFC 8693 exchanges (rucio, eos); the hub "
+                    f"and the dev IAM share the machine with the load generator.\nCommand: `.venvs/main/bin/python "
+                    f"bench/bench_login_storm.py --users {args.users} --concurrency {args.concurrency}`\n\n"
+                    f"{table}\n")
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
