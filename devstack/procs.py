@@ -97,12 +97,18 @@ def http_ready(url: str, ok_below: int = 500) -> Callable[[], bool]:
     return check
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name: [0] state, [2] process group, [19] start time."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _starttime(pid: int) -> int | None:
     """The process's start time in clock ticks since boot: with the PID, it names one process for good."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 class Process:
@@ -241,12 +247,9 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # Zombies of our own children still count as "in the group" until reaped: treat a zombie leader as gone.
-    try:
-        stat = Path(f"/proc/{pgid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return any(_pgid_of(p) == pgid for p in _pids() if p != pgid)
-    except (OSError, IndexError):
-        pass
+    fields = _stat(pgid)
+    if fields and fields[0] == "Z":
+        return any(_pgid_of(p) == pgid for p in _pids() if p != pgid)
     return True
 
 
@@ -257,10 +260,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
 
 
 def _pids() -> list[int]:
@@ -268,14 +269,8 @@ def _pids() -> list[int]:
 
 
 def _pgid_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            return None
-        return int(fields[2])
-    except (OSError, IndexError, ValueError):
-        return None
+    fields = _stat(pid)
+    return int(fields[2]) if fields and fields[0] != "Z" else None
 
 
 def write_pidfile(pidfile: Path, pid: int, argv: list[str], group: bool = True) -> None:
@@ -288,13 +283,17 @@ def write_pidfile(pidfile: Path, pid: int, argv: list[str], group: bool = True) 
     os.replace(tmp, pidfile)
 
 
-def pidfile_running(pidfile: Path) -> bool:
-    """True if the program recorded in `pidfile` still runs (same PID and same command line)."""
+def _read_pidfile(pidfile: Path) -> dict | None:
     try:
-        info = json.loads(Path(pidfile).read_text())
+        return json.loads(Path(pidfile).read_text())
     except (OSError, ValueError):
-        return False
-    return _same_process(info)
+        return None
+
+
+def pidfile_running(pidfile: Path) -> bool:
+    """True if the process recorded in `pidfile` still runs (same PID and same start time)."""
+    info = _read_pidfile(pidfile)
+    return info is not None and _same_process(info)
 
 
 def _same_process(info: dict) -> bool:
@@ -304,9 +303,8 @@ def _same_process(info: dict) -> bool:
 
 def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
     """Stop the process recorded in `pidfile` if it is still the same program. Returns True if one was stopped."""
-    try:
-        info = json.loads(Path(pidfile).read_text())
-    except (OSError, ValueError):
+    info = _read_pidfile(pidfile)
+    if info is None:
         Path(pidfile).unlink(missing_ok=True)
         return False
     pid = int(info["pid"])
