@@ -103,3 +103,16 @@ def test_nothing_token_like_in_the_servers_environment(alice):
         assert not any(t in value for t in tokens), name
         assert not value.startswith("eyJ"), f"{name} looks like a JWT"
 
+
+
+def test_rucio_down_gives_the_sidebar_an_error_message_not_a_silent_failure(alice, hub, rucio):
+    browser, _ = alice
+    params = {"namespace": "escape", "did": f"{DEMO_SCOPE}:higgs*", "type": "collection"}
+    rucio.stop()
+    try:
+        answer = _ext(browser, hub, "did-search", **params)
+        assert answer.status_code >= 400
+        assert answer.json()["error"], "the sidebar needs a message to show"
+    finally:
+        rucio.start()
+    assert _ext(browser, hub, "did-search", **params).status_code == 200
