@@ -35,6 +35,8 @@ def state_dir():
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+    for token_dir in Path("/dev/shm").glob(f"dlaas-{path.name}-*"):  # the user servers' token directories
+        shutil.rmtree(token_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
