@@ -36,12 +36,17 @@ class TokenAPIHandler(APIHandler):
             raise web.HTTPError(403, f"This token lacks the {SCOPE} scope (Spawner.server_token_scopes)")
 
         authenticator = self.authenticator
-        refreshed = await authenticator.refresh_user(user, self)
-        if not refreshed:
-            raise web.HTTPError(401, "Your ESCAPE IAM session has ended: log in to the hub again")
-        if isinstance(refreshed, dict):
-            await self.auth_to_user(refreshed, user)
+        # Decrypting auth_state is the expensive part of this request: do it once, and refresh only when needed.
         auth_state = await user.get_auth_state() or {}
+        if authenticator.needs_refresh(auth_state):
+            refreshed = await authenticator.refresh_user(user, self)
+            if not refreshed:
+                raise web.HTTPError(401, "Your ESCAPE IAM session has ended: log in to the hub again")
+            if isinstance(refreshed, dict):
+                await self.auth_to_user(refreshed, user)
+                auth_state = refreshed["auth_state"]
+            else:
+                auth_state = await user.get_auth_state() or {}
         exchanged = auth_state.get("exchanged") or {}
         now = time.time()
         if not exchanged or min(float(t["expires_at"]) for t in exchanged.values()) <= now:
