@@ -1,0 +1,133 @@
+"""Benchmark: token refresh soak - M running user servers with short-lived tokens for T minutes.
+
+Starts its own dev IAM (access tokens of --lifetime seconds), hub (refresh margin --margin) and M real user
+servers (local spawner, token agent inside). Samples every server's Rucio token file twice a second and reports the
+fraction of samples where the file held a valid (unexpired) token, how long each rewrite came before expiry, and the
+IdP requests per user per hour. Appends to docs/benchmarks.md.
+
+    .venvs/main/bin/python bench/bench_refresh_soak.py [--servers 5] [--minutes 2] [--lifetime 30] [--margin 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jwt
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_register import machine  # noqa: E402
+from devstack.hub import LocalHub, register_hub_client  # noqa: E402
+from devstack.iam import DevIAM  # noqa: E402
+from devstack.iam_login import login  # noqa: E402
+from devstack.procs import free_port  # noqa: E402
+from devstack.settings import REPO, Settings  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", type=int, default=5)
+    parser.add_argument("--minutes", type=float, default=2)
+    parser.add_argument("--lifetime", type=int, default=30)
+    parser.add_argument("--margin", type=int, default=10)
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="dlaas-soak-"))
+    state.chmod(0o755)
+    users = [{"username": f"soak{i:03d}", "password": f"pw-{i}", "sub": str(uuid.uuid4()), "name": f"Soak {i}",
+              "email": f"soak{i}@example.invalid", "groups": ["escape/users"]} for i in range(args.servers)]
+    (state / "users.json").write_text(json.dumps(users))
+    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
+    iam = DevIAM(settings, users_file=state / "users.json", access_token_ttl=args.lifetime)
+    register_hub_client(iam, settings.hub_url)
+    admin_token = uuid.uuid4().hex
+    extra = {"services": [{"name": "soak-admin", "api_token": admin_token}],
+             "roles": [{"name": "soak-admin", "services": ["soak-admin"],
+                        "scopes": ["admin:users", "admin:servers", "admin:server_state"]}]}
+    hub = None
+    samples = valid = 0
+    margins_at_rewrite: list[float] = []
+    try:
+        iam.start()
+        hub = LocalHub(settings, iam=iam, refresh_margin=args.margin, auth_refresh_age=5, extra=extra).start()
+        admin = requests.Session()
+        admin.headers["Authorization"] = f"token {admin_token}"
+        api = f"{hub.url}/hub/api"
+        files = {}
+        for user in users:
+            with requests.Session() as browser:
+                callback = login(browser, f"{api[:-4]}/oauth_login", user["username"], user["password"],
+                                 stop_at=f"{hub.url}/hub/oauth_callback")
+                browser.get(callback, allow_redirects=False, timeout=60)
+            admin.post(f"{api}/users/{user['username']}/server", timeout=120)
+        deadline = time.monotonic() + 180
+        while len(files) < len(users) and time.monotonic() < deadline:
+            for user in users:
+                server = admin.get(f"{api}/users/{user['username']}", timeout=30).json()["servers"].get("")
+                if server and server["ready"] and user["username"] not in files:
+                    env = dict(e.split("=", 1) for e in Path(f"/proc/{server['state']['pid']}/environ").read_bytes()
+                               .decode().split("\0") if "=" in e)
+                    files[user["username"]] = Path(env["BEARER_TOKEN_FILE"])
+            time.sleep(1)
+        token_requests_before = iam.process.log_path.read_text().count("POST /token 200")
+        last = {}
+        started = time.monotonic()
+        end = started + args.minutes * 60
+        while time.monotonic() < end:
+            now = time.time()
+            for name, path in files.items():
+                samples += 1
+                try:
+                    token = path.read_text()
+                    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+                except (OSError, jwt.PyJWTError, KeyError):
+                    continue
+                valid += exp > now
+                if last.get(name) not in (None, token):
+                    old_exp = jwt.decode(last[name], options={"verify_signature": False})["exp"]
+                    margins_at_rewrite.append(old_exp - now)
+                last[name] = token
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        token_requests = iam.process.log_path.read_text().count("POST /token 200") - token_requests_before
+    finally:
+        if hub:
+            hub.stop()
+        iam.stop()
+        for leftover in Path("/dev/shm").glob(f"dlaas-{state.name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+    per_user_hour = token_requests / max(len(files), 1) / (elapsed / 3600)
+    table = "\n".join([
+        "| servers | minutes | token lifetime (s) | margin (s) | samples valid | rewrites | median time left at "
+        "rewrite (s) | min (s) | IdP token requests / user / hour |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {len(files)} | {args.minutes:g} | {args.lifetime} | {args.margin} | {100 * valid / max(samples, 1):.2f} % "
+        f"| {len(margins_at_rewrite)} | {statistics.median(margins_at_rewrite) if margins_at_rewrite else 0:.1f} | "
+        f"{min(margins_at_rewrite, default=0):.1f} | {per_user_hour:.0f} |",
+    ])
+    print(table)
+    if not args.no_append:
+        with open(REPO / "docs" / "benchmarks.md", "a") as f:
+            f.write(f"\n### Token refresh soak ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\nMachine: "
+                    f"{machine()}. Real user servers (local spawner), token files sampled every 0.5 s; IdP "
+                    f"requests are refresh + exchanges (3 per refresh).\nCommand: `.venvs/main/bin/python "
+                    f"bench/bench_refresh_soak.py --servers {args.servers} --minutes {args.minutes:g} --lifetime "
+                    f"{args.lifetime} --margin {args.margin}`\n\n{table}\n")
+    return 0 if samples and valid == samples else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
