@@ -13,14 +13,10 @@ appends the table to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,29 +25,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_register import machine  # noqa: E402
-from devstack.hub import LocalHub, register_hub_client  # noqa: E402
-from devstack.iam import DevIAM  # noqa: E402
-from devstack.iam_login import login  # noqa: E402
-from devstack.procs import free_port  # noqa: E402
-from devstack.settings import REPO, Settings  # noqa: E402
-
-
-def process_tree_usage(pid: int) -> tuple[float, int]:
-    """CPU seconds and resident memory (bytes) of a process and its children (from /proc)."""
-    ticks = 100.0
-    cpu, rss = 0.0, 0
-    pids = [pid]
-    for child in Path(f"/proc/{pid}/task").glob("*/children"):
-        pids += [int(c) for c in child.read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / ticks
-            rss += int(fields[21]) * 4096
-        except (OSError, IndexError, ValueError):
-            pass
-    return cpu, rss
+from bench.hub_stack import hub_stack, machine, process_tree_usage  # noqa: E402
+from devstack.settings import REPO  # noqa: E402
 
 
 def main() -> int:
@@ -62,21 +37,10 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="dlaas-storm-"))
-    state.chmod(0o755)
-    users = [{"username": f"user{i:04d}", "password": f"pw-{i}", "sub": str(uuid.uuid4()), "name": f"User {i}",
-              "email": f"user{i}@example.invalid", "groups": ["escape/users"]} for i in range(args.users)]
-    users_file = state / "users.json"
-    users_file.write_text(json.dumps(users))
-    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
-    iam = DevIAM(settings, users_file=users_file)
-    register_hub_client(iam, settings.hub_url)
-    hub = None
     latencies, errors, to_lab = [], [], []
     peak_rss = 0
-    try:
-        iam.start()
-        hub = LocalHub(settings, iam=iam).start()
+    with hub_stack(args.users, "user", admin_scopes=["read:users"]) as stack:
+        hub = stack.hub
         cpu_before, _ = process_tree_usage(hub.process.pid)
         stop = threading.Event()
 
@@ -89,15 +53,13 @@ def main() -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
 
-        spawners = {u["username"] for u in users[:args.spawn]}
+        spawners = {u["username"] for u in stack.users[:args.spawn]}
 
         def one(user):
             t0 = time.perf_counter()
             try:
                 with requests.Session() as browser:
-                    callback = login(browser, f"{hub.url}/hub/oauth_login", user["username"], user["password"],
-                                     stop_at=f"{hub.url}/hub/oauth_callback", timeout=120)
-                    answer = browser.get(callback, allow_redirects=False, timeout=120)
+                    answer = stack.login(user, browser)
                     if answer.status_code != 302:
                         raise RuntimeError(f"callback answered {answer.status_code}")
                     latencies.append(time.perf_counter() - t0)
@@ -118,15 +80,10 @@ def main() -> int:
 
         started = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
-            list(pool.map(one, users))
+            list(pool.map(one, stack.users))
         wall = time.perf_counter() - started
         stop.set()
         cpu_after, _ = process_tree_usage(hub.process.pid)
-    finally:
-        if hub:
-            hub.stop()
-        iam.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
     lab = (f"{statistics.median(to_lab):.1f} / {max(to_lab):.1f}" if to_lab else "-")

@@ -11,13 +11,9 @@ IdP requests per user per hour. Appends to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,12 +22,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_register import machine  # noqa: E402
-from devstack.hub import LocalHub, register_hub_client  # noqa: E402
-from devstack.iam import DevIAM  # noqa: E402
-from devstack.iam_login import login  # noqa: E402
-from devstack.procs import free_port  # noqa: E402
-from devstack.settings import REPO, Settings  # noqa: E402
+from bench.hub_stack import hub_stack, machine, server_environ  # noqa: E402
+from devstack.settings import REPO  # noqa: E402
 
 
 def main() -> int:
@@ -43,41 +35,22 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="dlaas-soak-"))
-    state.chmod(0o755)
-    users = [{"username": f"soak{i:03d}", "password": f"pw-{i}", "sub": str(uuid.uuid4()), "name": f"Soak {i}",
-              "email": f"soak{i}@example.invalid", "groups": ["escape/users"]} for i in range(args.servers)]
-    (state / "users.json").write_text(json.dumps(users))
-    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
-    iam = DevIAM(settings, users_file=state / "users.json", access_token_ttl=args.lifetime)
-    register_hub_client(iam, settings.hub_url)
-    admin_token = uuid.uuid4().hex
-    extra = {"services": [{"name": "soak-admin", "api_token": admin_token}],
-             "roles": [{"name": "soak-admin", "services": ["soak-admin"],
-                        "scopes": ["admin:users", "admin:servers", "admin:server_state"]}]}
-    hub = None
     samples = valid = 0
     margins_at_rewrite: list[float] = []
-    try:
-        iam.start()
-        hub = LocalHub(settings, iam=iam, refresh_margin=args.margin, auth_refresh_age=5, extra=extra).start()
-        admin = requests.Session()
-        admin.headers["Authorization"] = f"token {admin_token}"
-        api = f"{hub.url}/hub/api"
+    with hub_stack(args.servers, "soak", admin_scopes=["admin:users", "admin:servers", "admin:server_state"],
+                   access_token_ttl=args.lifetime, refresh_margin=args.margin, auth_refresh_age=5) as stack:
+        iam, admin, api = stack.iam, stack.admin, stack.api
         files = {}
-        for user in users:
+        for user in stack.users:
             with requests.Session() as browser:
-                callback = login(browser, f"{api[:-4]}/oauth_login", user["username"], user["password"],
-                                 stop_at=f"{hub.url}/hub/oauth_callback")
-                browser.get(callback, allow_redirects=False, timeout=60)
+                stack.login(user, browser)
             admin.post(f"{api}/users/{user['username']}/server", timeout=120)
         deadline = time.monotonic() + 180
-        while len(files) < len(users) and time.monotonic() < deadline:
-            for user in users:
+        while len(files) < len(stack.users) and time.monotonic() < deadline:
+            for user in stack.users:
                 server = admin.get(f"{api}/users/{user['username']}", timeout=30).json()["servers"].get("")
                 if server and server["ready"] and user["username"] not in files:
-                    env = dict(e.split("=", 1) for e in Path(f"/proc/{server['state']['pid']}/environ").read_bytes()
-                               .decode().split("\0") if "=" in e)
+                    env = server_environ(server["state"]["pid"])
                     files[user["username"]] = Path(env["BEARER_TOKEN_FILE"])
             time.sleep(1)
         token_requests_before = iam.process.log_path.read_text().count("POST /token 200")
@@ -101,13 +74,6 @@ def main() -> int:
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         token_requests = iam.process.log_path.read_text().count("POST /token 200") - token_requests_before
-    finally:
-        if hub:
-            hub.stop()
-        iam.stop()
-        for leftover in Path("/dev/shm").glob(f"dlaas-{state.name}-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)
 
     per_user_hour = token_requests / max(len(files), 1) / (elapsed / 3600)
     table = "\n".join([

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.hub_stack import machine  # noqa: E402
 from devstack.iam import DevIAM  # noqa: E402
 from devstack.iam_login import code_flow_tokens, exchange  # noqa: E402
 from devstack.postgres import Postgres  # noqa: E402
@@ -37,15 +37,6 @@ from devstack.settings import REPO, Settings  # noqa: E402
 from singleuser.scratch_upload import ScratchUploader  # noqa: E402
 
 REDIRECT = "http://127.0.0.1:9/callback"
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal")) if Path("/proc/meminfo").exists() else "?"
-    return (f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB RAM, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}")
 
 
 class CountingClient:

@@ -11,14 +11,10 @@ lifetime). Reports requests/s, latency percentiles, errors and the hub's CPU; ap
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,13 +23,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_login_storm import process_tree_usage  # noqa: E402
-from bench.bench_register import machine  # noqa: E402
-from devstack.hub import LocalHub, register_hub_client  # noqa: E402
-from devstack.iam import DevIAM  # noqa: E402
-from devstack.iam_login import login  # noqa: E402
-from devstack.procs import free_port  # noqa: E402
-from devstack.settings import REPO, Settings  # noqa: E402
+from bench.hub_stack import hub_stack, machine, process_tree_usage  # noqa: E402
+from devstack.settings import REPO  # noqa: E402
 
 
 def main() -> int:
@@ -43,37 +34,19 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="dlaas-tokapi-"))
-    state.chmod(0o755)
-    users = [{"username": f"user{i:04d}", "password": f"pw-{i}", "sub": str(uuid.uuid4()), "name": f"User {i}",
-              "email": f"user{i}@example.invalid", "groups": ["escape/users"]} for i in range(args.servers)]
-    (state / "users.json").write_text(json.dumps(users))
-    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
-    iam = DevIAM(settings, users_file=state / "users.json")
-    register_hub_client(iam, settings.hub_url)
-    admin_token = uuid.uuid4().hex
-    extra = {"services": [{"name": "bench-admin", "api_token": admin_token}],
-             "roles": [{"name": "bench-admin", "services": ["bench-admin"], "scopes": ["admin:users", "tokens"]}]}
-    hub = None
     latencies, errors = [], []
-    try:
-        iam.start()
-        hub = LocalHub(settings, iam=iam, extra=extra).start()
-        admin = requests.Session()
-        admin.headers["Authorization"] = f"token {admin_token}"
+    with hub_stack(args.servers, "tokapi", admin_scopes=["admin:users", "tokens"]) as stack:
         tokens = []
-        for user in users:
+        for user in stack.users:
             with requests.Session() as browser:
-                callback = login(browser, f"{hub.url}/hub/oauth_login", user["username"], user["password"],
-                                 stop_at=f"{hub.url}/hub/oauth_callback")
-                browser.get(callback, allow_redirects=False, timeout=60)
-            r = admin.post(f"{hub.url}/hub/api/users/{user['username']}/tokens",
-                           json={"scopes": ["custom:dlaas-tokens"]}, timeout=30)
+                stack.login(user, browser)
+            r = stack.admin.post(f"{stack.api}/users/{user['username']}/tokens",
+                                 json={"scopes": ["custom:dlaas-tokens"]}, timeout=30)
             r.raise_for_status()
             tokens.append(r.json()["token"])
         lock = threading.Lock()
         deadline = time.monotonic() + args.seconds
-        cpu_before, _ = process_tree_usage(hub.process.pid)
+        cpu_before, _ = process_tree_usage(stack.hub.process.pid)
 
         def agent(token):
             with requests.Session() as s:
@@ -81,7 +54,7 @@ def main() -> int:
                 while time.monotonic() < deadline:
                     t0 = time.perf_counter()
                     try:
-                        r = s.get(f"{hub.url}/hub/api/dlaas/tokens", timeout=30)
+                        r = s.get(f"{stack.api}/dlaas/tokens", timeout=30)
                         ok = r.status_code == 200 and "rucio" in r.json()["tokens"]
                     except (requests.RequestException, ValueError, KeyError) as e:
                         ok, r = False, e
@@ -92,12 +65,7 @@ def main() -> int:
         with ThreadPoolExecutor(args.servers) as pool:
             list(pool.map(agent, tokens))
         wall = time.perf_counter() - started
-        cpu_after, rss = process_tree_usage(hub.process.pid)
-    finally:
-        if hub:
-            hub.stop()
-        iam.stop()
-        shutil.rmtree(state, ignore_errors=True)
+        cpu_after, rss = process_tree_usage(stack.hub.process.pid)
 
     q = statistics.quantiles(latencies, n=100)
     table = "\n".join([

@@ -1,0 +1,105 @@
+"""What the hub benchmarks share: N generated IAM users, a dev IAM + hub on free loopback ports with an admin
+service, browser-style logins, the machine's description, and CPU/memory readings of the hub's process tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from devstack.hub import LocalHub, register_hub_client
+from devstack.iam import DevIAM
+from devstack.iam_login import login
+from devstack.procs import free_port
+from devstack.settings import Settings
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    return (f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB RAM, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}")
+
+
+def process_tree_usage(pid: int) -> tuple[float, int]:
+    """CPU seconds and resident memory (bytes) of a process and its direct children (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu, rss = 0.0, 0
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(c) for c in child.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / ticks
+            rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            pass
+    return cpu, rss
+
+
+def server_environ(pid: int) -> dict[str, str]:
+    """The environment a user's server process runs with, as the server itself sees it."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+@dataclass
+class HubStack:
+    settings: Settings
+    iam: DevIAM
+    hub: LocalHub
+    admin: requests.Session
+    users: list[dict]
+
+    @property
+    def api(self) -> str:
+        return f"{self.hub.url}/hub/api"
+
+    def login(self, user: dict, browser: requests.Session, timeout: float = 120) -> requests.Response:
+        """The browser-style login of `user`; returns the hub's answer to the OAuth callback."""
+        callback = login(browser, f"{self.hub.url}/hub/oauth_login", user["username"], user["password"],
+                         stop_at=f"{self.hub.url}/hub/oauth_callback", timeout=timeout)
+        return browser.get(callback, allow_redirects=False, timeout=timeout)
+
+
+@contextmanager
+def hub_stack(n_users: int, prefix: str, *, admin_scopes: list[str], access_token_ttl: int = 3600,
+              **hub_kwargs) -> Iterator[HubStack]:
+    """A dev IAM with `n_users` members of escape/users and a hub with an admin service; all stopped at exit."""
+    state = Path(tempfile.mkdtemp(prefix=f"dlaas-{prefix}-"))
+    state.chmod(0o755)
+    users = [{"username": f"{prefix}{i:04d}", "password": f"pw-{i}", "sub": str(uuid.uuid4()), "name": f"User {i}",
+              "email": f"{prefix}{i}@example.invalid", "groups": ["escape/users"]} for i in range(n_users)]
+    (state / "users.json").write_text(json.dumps(users))
+    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
+    iam = DevIAM(settings, users_file=state / "users.json", access_token_ttl=access_token_ttl)
+    register_hub_client(iam, settings.hub_url)
+    admin_token = uuid.uuid4().hex
+    extra = {"services": [{"name": "bench-admin", "api_token": admin_token}],
+             "roles": [{"name": "bench-admin", "services": ["bench-admin"], "scopes": admin_scopes}]}
+    hub = None
+    try:
+        iam.start()
+        hub = LocalHub(settings, iam=iam, extra=extra, **hub_kwargs).start()
+        admin = requests.Session()
+        admin.headers["Authorization"] = f"token {admin_token}"
+        yield HubStack(settings, iam, hub, admin, users)
+    finally:
+        if hub:
+            hub.stop()
+        iam.stop()
+        for leftover in Path("/dev/shm").glob(f"dlaas-{state.name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
