@@ -3,33 +3,57 @@ of expiry.
 
 A thin subclass of oauthenticator's GenericOAuthenticator, registered as the `escape-iam` authenticator:
 
-- endpoints come from the issuer's discovery document;
+- endpoints come from the issuer's discovery document, read when a login first needs them (discovery.py): an IAM
+  that is down when the hub starts gives a clear "try again" page, and logins work once it is back;
 - IAM groups (the `groups` claim) drive allowed_groups / admin_groups / manage_groups;
 - at login and at every refresh, the IAM access token is exchanged (RFC 8693) for one token per configured target
   (e.g. `rucio` -> audience `rucio`), concurrently; the results live in the encrypted auth_state under `exchanged`;
 - `refresh_user` refreshes the IAM token and re-exchanges *before* any exchanged token gets within
-  `refresh_margin` of its expiry, and answers False (log in again) when that fails: never a stale token;
+  `refresh_margin` of its expiry, and answers False (log in again) when that fails or the user has left the
+  allowed IAM groups: never a stale token;
 - the token API for user servers (`/hub/api/dlaas/tokens`, see token_api.py) is registered with the login handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.error
-import urllib.request
 
 from jupyterhub.crypto import CryptKeeper
 from oauthenticator.generic import GenericOAuthenticator
+from oauthenticator.oauth2 import OAuthLoginHandler
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Dict, Float, Integer, TraitError, Unicode, default, validate
 
+from hub_plugins.discovery import ENDPOINTS, DiscoveryError, discover
 from hub_plugins.token_exchange import ExchangeError, Target, earliest_expiry, exchange_all
+
+UNREACHABLE = "ESCAPE IAM is not reachable right now; please try again in a minute"
+
+
+def _login_unavailable(log, error: DiscoveryError) -> web.HTTPError:
+    """The error page for a login that cannot start or finish because of the IAM's discovery document."""
+    log.warning("login: %s", error)
+    if error.unreachable:
+        return web.HTTPError(503, UNREACHABLE)
+    return web.HTTPError(503, "The hub's ESCAPE IAM settings are wrong; please tell the service operators")
+
+
+class IAMLoginHandler(OAuthLoginHandler):
+    """oauthenticator's login redirect, after making sure the IAM's endpoints are known (clear page if not)."""
+
+    async def get(self):
+        try:
+            await self.authenticator.ensure_endpoints()
+        except DiscoveryError as e:
+            raise _login_unavailable(self.log, e) from None
+        return super().get()
 
 
 class EscapeIAMAuthenticator(GenericOAuthenticator):
+    login_handler = IAMLoginHandler
+
     issuer = Unicode(
         config=True,
         help="""The IAM issuer URL, e.g. https://iam-escape.cloud.cnaf.infn.it/. The authorize, token and userinfo
@@ -37,7 +61,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
     )
 
     discovery_timeout = Float(
-        30.0, config=True, help="Seconds to keep trying the issuer's discovery document when the hub starts."
+        10.0, config=True, help="Timeout (s) of a request for the issuer's discovery document."
     )
 
     exchange_targets = Dict(
@@ -114,41 +138,22 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
 
     # --- discovery -------------------------------------------------------------------------------------------
 
-    _discovery: dict | None = None
+    async def ensure_endpoints(self) -> None:
+        """Fill authorize_url, token_url and userdata_url from the issuer's discovery document, once.
 
-    def discovery(self) -> dict:
-        """The issuer's OpenID configuration, fetched once (with retries while the hub starts)."""
-        if self._discovery is None:
-            if not self.issuer:
-                raise ValueError("EscapeIAMAuthenticator.issuer is not set: set it to the IAM issuer URL")
-            url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
-            deadline = time.monotonic() + self.discovery_timeout
-            while True:
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as r:
-                        doc = json.load(r)
-                    break
-                except (OSError, ValueError) as e:
-                    if time.monotonic() > deadline:
-                        raise ValueError(f"cannot read the IAM discovery document at {url}: {e}") from None
-                    time.sleep(1)
-            if doc.get("issuer") != self.issuer:
-                raise ValueError(f"the discovery document at {url} names issuer {doc.get('issuer')!r}, "
-                                 f"not {self.issuer!r}: fix EscapeIAMAuthenticator.issuer")
-            self._discovery = doc
-        return self._discovery
-
-    @default("authorize_url")
-    def _authorize_url_default(self):
-        return self.discovery()["authorization_endpoint"]
-
-    @default("token_url")
-    def _token_url_default(self):
-        return self.discovery()["token_endpoint"]
-
-    @default("userdata_url")
-    def _userdata_url_default(self):
-        return self.discovery()["userinfo_endpoint"]
+        Done when a login or refresh first needs them, asynchronously: an IdP that is down or slow never blocks
+        the hub, and loading the configuration contacts nothing. Raises DiscoveryError.
+        """
+        missing = [trait for trait in ENDPOINTS if not getattr(self, trait)]
+        if not missing:
+            return
+        async with self._discovery_lock:
+            if not all(getattr(self, trait) for trait in missing):
+                endpoints = await discover(AsyncHTTPClient().fetch, self.issuer, timeout=self.discovery_timeout)
+                for trait in missing:
+                    if not getattr(self, trait):
+                        setattr(self, trait, endpoints[trait])
+                self.log.info("endpoints of %s read from its discovery document", self.issuer)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -161,6 +166,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             raise ValueError("escape-iam needs enable_auth_state = True: the IAM refresh token must stay in the hub")
         self._targets = [Target.parse(name, spec) for name, spec in self.exchange_targets.items()]
         self._refresh_locks: dict[str, asyncio.Lock] = {}
+        self._discovery_lock = asyncio.Lock()
         self._recent_models: dict[str, dict] = {}
 
     def get_handlers(self, app):
@@ -187,18 +193,24 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
 
     async def authenticate(self, handler, data=None, **kwargs):
         try:
+            await self.ensure_endpoints()
             return await super().authenticate(handler, data, **kwargs)
         except ExchangeError as e:
             self.log.warning("login: %s", e)
             raise web.HTTPError(503, "ESCAPE IAM did not issue the Data Lake tokens; please try again in a minute")
+        except DiscoveryError as e:
+            raise _login_unavailable(self.log, e) from None
         except HTTPClientError as e:
-            if e.code in (599,) or e.code >= 500:
+            if e.code == 599 or e.code >= 500:
                 self.log.warning("login: IAM unavailable (%s)", e.code)
-                raise web.HTTPError(503, "ESCAPE IAM is not reachable right now; please try again in a minute")
-            raise
+                raise web.HTTPError(503, UNREACHABLE) from None
+            # e.g. the callback page reloaded: its one-time code is spent
+            self.log.warning("login: IAM refused the authorization code (%s)", e.code)
+            raise web.HTTPError(400, "ESCAPE IAM did not accept this login (it may have been used already or "
+                                     "expired): please log in again") from None
         except OSError as e:
             self.log.warning("login: IAM unreachable (%s)", type(e).__name__)
-            raise web.HTTPError(503, "ESCAPE IAM is not reachable right now; please try again in a minute")
+            raise web.HTTPError(503, UNREACHABLE) from None
 
     # --- refresh ---------------------------------------------------------------------------------------------
 
@@ -237,16 +249,27 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             self.log.info("refresh for %s: no IAM refresh token; a new login is needed", username)
             return False
         try:
+            await self.ensure_endpoints()
             token_info = await self.get_token_info(None, self.build_refresh_token_request_params(refresh_token))
             if not token_info.get("refresh_token"):
                 token_info["refresh_token"] = refresh_token  # IAM may keep the refresh token unchanged
             auth_model = await self._token_to_auth_model(token_info)
-        except (HTTPClientError, ExchangeError, OSError, web.HTTPError) as e:
-            reason = getattr(e, "code", None) or type(e).__name__
+        except (HTTPClientError, ExchangeError, DiscoveryError, OSError, web.HTTPError) as e:
+            reason = getattr(e, "code", None) or getattr(e, "status_code", None) or type(e).__name__
             self.log.warning("refresh for %s failed (%s); a new login is needed", username, reason)
             return False
         if auth_model["name"] != username:
             self.log.warning("refresh for %s returned another identity; a new login is needed", username)
             return False
+        if not await self._still_allowed(username, auth_model):
+            self.log.warning("refresh for %s: no longer in an allowed IAM group; no more Data Lake tokens", username)
+            return False
         self.log.info("refreshed IAM and exchanged tokens for %s", username)
         return auth_model
+
+    async def _still_allowed(self, username: str, auth_model: dict) -> bool:
+        """The login's group check, again at refresh: leaving the IAM group ends the Data Lake tokens too."""
+        try:
+            return bool(await self.check_allowed(username, auth_model))
+        except web.HTTPError:
+            return False

@@ -104,7 +104,7 @@ async def exchange_one(fetch: Fetch, token_url: str, client_id: str, client_secr
                         detail = ""
                 raise ExchangeError(target.name, f"IdP refused ({e.code}) {detail}".strip(),
                                     retryable=False) from None
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError) as e:
             error = ExchangeError(target.name, f"IdP unreachable ({type(e).__name__})", retryable=True)
         if attempt > retries:
             raise error

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from devstack.iam_login import login
-
 from tests.conftest import wait_for
 
 
@@ -57,6 +56,17 @@ def test_a_tampered_state_is_refused_without_a_server_error(hub):
     forged = f"{hub.url}/hub/oauth_callback?code={query['code'][0]}&state=forged"
     answer = browser.get(forged, allow_redirects=False, timeout=30)
     assert 400 <= answer.status_code < 500
+
+
+def test_a_code_the_iam_refuses_gives_a_log_in_again_page_not_a_server_error(hub):
+    browser = requests.Session()
+    callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
+                     stop_at=f"{hub.url}/hub/oauth_callback")
+    query = parse_qs(urlparse(callback).query)
+    bogus = f"{hub.url}/hub/oauth_callback?code=spent-or-forged&state={query['state'][0]}"
+    answer = browser.get(bogus, allow_redirects=False, timeout=30)
+    assert answer.status_code == 400
+    assert "ESCAPE IAM did not accept this login" in answer.text
 
 
 def test_a_user_outside_the_allowed_groups_is_refused_with_a_page_not_a_crash(hub):
@@ -139,6 +149,20 @@ def test_the_token_api_refuses_cookies_other_scopes_and_strangers(hub, hub_admin
     from tests.conftest import TEST_ADMIN_TOKEN
 
     assert _tokens(hub, TEST_ADMIN_TOKEN).status_code == 403  # a service is nobody's server
+
+
+def test_the_token_api_refuses_expired_hub_tokens_and_iam_tokens(hub, hub_admin, alice_server, rucio_token):
+    short = hub_admin.post(f"{hub_admin.api}/users/alice/tokens",
+                           json={"scopes": ["custom:dlaas-tokens"], "expires_in": 1}, timeout=10).json()["token"]
+    assert _tokens(hub, short).status_code == 200  # the right scope, Alice's own: accepted while valid
+    time.sleep(2.1)
+    assert _tokens(hub, short).status_code == 403
+    # A real IAM token of Alice is not a hub credential, whatever the header says.
+    iam_token = rucio_token("alice")
+    for header in (f"token {iam_token}", f"Bearer {iam_token}"):
+        answer = requests.get(f"{hub.url}/hub/api/dlaas/tokens", headers={"Authorization": header}, timeout=30)
+        assert answer.status_code == 403
+        assert "access_token" not in answer.text
 
 
 def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, hub_admin, alice_server):

@@ -23,8 +23,8 @@ from devstack.procs import free_port
 from devstack.rucio_seed import DEMO_SCOPE, seed
 from devstack.rucio_server import RucioServer
 from devstack.settings import Settings
-
 from tests.conftest import hub_test_extra, wait_for
+
 from .test_hub import _server_token, auth_state, hub_login
 
 LIFETIME = 6
@@ -66,7 +66,7 @@ def _claims(token: str) -> dict:
 
 
 def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
-    iam, hub, admin, settings = short_stack
+    iam, hub, admin, _ = short_stack
     browser, _ = hub_login(hub, "alice", "alice-pass")
     server_token, pid = _server_token(admin, "alice")
     assert browser.get(f"{hub.url}/user/alice/lab", timeout=60).status_code == 200
@@ -120,3 +120,32 @@ def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
     # The hub's log also holds the user server's output (local spawner): no exchanged token in either.
     assert "token files updated for eos, rucio" in log
     assert not any(token in log for token in seen_api | seen_files)
+
+
+def test_a_revoked_iam_session_gets_a_log_in_again_answer_never_a_stale_token(short_stack):
+    iam, hub, admin, _ = short_stack
+    hub_login(hub, "admin", "admin-pass")
+    api_token = admin.post(f"{admin.api}/users/admin/tokens", json={"scopes": ["custom:dlaas-tokens"]},
+                           timeout=10).json()["token"]
+
+    def tokens():
+        return requests.get(f"{hub.url}/hub/api/dlaas/tokens", headers={"Authorization": f"token {api_token}"},
+                            timeout=30)
+
+    assert tokens().status_code == 200
+    # The user's IAM session ends (revoked at the IAM, as a logout or an IAM admin would).
+    state = auth_state(admin, "admin")
+    client = iam.client("dlaas-hub")
+    revoked = requests.post(f"{iam.url}/revoke", auth=(client["client_id"], client["client_secret"]),
+                            data={"token": state["refresh_token"], "token_type_hint": "refresh_token"}, timeout=10)
+    assert revoked.status_code == 200
+    time.sleep(max(0.0, min(t["expires_at"] for t in state["exchanged"].values()) - MARGIN - time.time()) + 0.2)
+    answer = tokens()
+    assert answer.status_code == 401
+    assert answer.json()["message"] == "Your ESCAPE IAM session has ended: log in to the hub again"
+    assert "access_token" not in answer.text
+    # Logging in again brings the tokens back.
+    hub_login(hub, "admin", "admin-pass")
+    again = tokens()
+    assert again.status_code == 200
+    assert _claims(again.json()["tokens"]["rucio"]["access_token"])["exp"] > time.time()

@@ -25,7 +25,8 @@ def crypt_key(monkeypatch):
 
 
 def make(**kw):
-    return EscapeIAMAuthenticator(**{**ENDPOINTS, "client_id": "hub", "client_secret": "s", **kw})
+    return EscapeIAMAuthenticator(**{**ENDPOINTS, "client_id": "hub", "client_secret": "s",
+                                     "allowed_groups": {"escape/users"}, **kw})
 
 
 def test_refuses_to_start_without_an_auth_state_key(monkeypatch):
@@ -108,7 +109,8 @@ def test_refresh_renews_ahead_of_expiry(crypt_key):
         return {"access_token": "new-at", "expires_in": 600}
 
     async def to_model(token_info):
-        return {"name": "alice", "admin": None, "auth_state": {"refresh_token": token_info["refresh_token"]}}
+        return {"name": "alice", "admin": None, "auth_state": {"refresh_token": token_info["refresh_token"]},
+                "groups": ["escape/users"]}
 
     auth.get_token_info, auth._token_to_auth_model = token_info, to_model
     model = run(auth.refresh_user(FakeUser(_state(30))))
@@ -145,6 +147,19 @@ def test_a_refresh_that_returns_another_identity_is_refused(crypt_key):
 
     async def to_model(token_info):
         return {"name": "mallory", "admin": None, "auth_state": {}}
+
+    auth.get_token_info, auth._token_to_auth_model = token_info, to_model
+    assert run(auth.refresh_user(FakeUser(_state(30)))) is False
+
+
+def test_leaving_the_allowed_iam_group_ends_the_tokens_at_the_next_refresh(crypt_key):
+    auth = make(refresh_margin=60)
+
+    async def token_info(handler, params):
+        return {"access_token": "at", "expires_in": 600}
+
+    async def to_model(token_info):
+        return {"name": "alice", "admin": False, "auth_state": _state(3600), "groups": ["escape/guests"]}
 
     auth.get_token_info, auth._token_to_auth_model = token_info, to_model
     assert run(auth.refresh_user(FakeUser(_state(30)))) is False
