@@ -27,6 +27,11 @@ APT_UP = {
     "postgresql": "/usr/lib/postgresql/15/bin/initdb",
     "nodejs": "/usr/bin/node",
     "npm": "/usr/bin/npm",
+    # XRootD origin serving the demo RSE and the XCache in front of it (network namespace via iproute2)
+    "xrootd-server": "/usr/bin/xrootd",
+    "xrootd-server-plugins": "/usr/share/doc/xrootd-server-plugins",
+    "xrootd-client": "/usr/bin/xrdcp",
+    "iproute2": "/usr/sbin/ip",
 }
 APT_TEST = {
     "chromium": "/usr/bin/chromium",  # the end-to-end tests drive it with Playwright (no browser download)

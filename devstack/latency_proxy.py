@@ -21,10 +21,13 @@ QUEUE_CHUNKS = 256
 
 
 class LatencyProxy:
-    def __init__(self, target: tuple[str, int], delay: float = 0.025, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, target: tuple[str, int], delay: float = 0.025, host: str = "127.0.0.1", port: int = 0,
+                 sock=None):
+        """`sock`: an already bound, listening socket to serve instead of binding host:port (e.g. one bound in
+        another network namespace)."""
         if delay < 0:
             raise ValueError("delay must be >= 0 seconds")
-        self.target, self.delay, self.host, self.port = target, delay, host, port
+        self.target, self.delay, self.host, self.port, self.sock = target, delay, host, port, sock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -81,7 +84,11 @@ class LatencyProxy:
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
         try:
-            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, self.host, self.port))
+            if self.sock is not None:
+                serve = asyncio.start_server(self._handle, sock=self.sock)
+            else:
+                serve = asyncio.start_server(self._handle, self.host, self.port)
+            self._server = self._loop.run_until_complete(serve)
             self.port = self._server.sockets[0].getsockname()[1]
         except BaseException as e:
             self._error = e

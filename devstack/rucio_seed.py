@@ -4,7 +4,9 @@ Runs over the REST API as root through rucio-clients, so the seed exercises the 
 what exists first: a second run registers nothing and takes about a second.
 
 RSEs (directories under <state>/rses/<RSE>):
-- EULAKE-1: the "replica mode" RSE a user's server sees through its storage mount (EOS FUSE in production).
+- EULAKE-1: the "replica mode" RSE a user's server sees through its storage mount (EOS FUSE in production). It
+  stands for far-away storage: its own site (EULAKE), and a root:// door served by the local XRootD origin. Clients
+  of the local site (LOCAL) get its root PFNs through the XCache (`root-proxy-internal`), as ESCAPE sites do.
 - DESY-DCACHE: a destination for rules and uploads.
 - JUPYTER-SCRATCHDISK: the greedy, non-deterministic scratch area datalakectl registers files from.
 """
@@ -26,7 +28,8 @@ REPLICA_RSE = "EULAKE-1"
 DESTINATION_RSE = "DESY-DCACHE"
 SCRATCH_RSE = "JUPYTER-SCRATCHDISK"
 RSES = (REPLICA_RSE, DESTINATION_RSE, SCRATCH_RSE)
-SITE = "LOCAL"
+SITE = "LOCAL"  # the site of the users' servers, of the XCache and of the RSEs on the hub's machine
+REMOTE_SITE = "EULAKE"  # the site of REPLICA_RSE: reads from LOCAL to it go through the cache
 DEMO_SCOPE = "escape_demo"
 ACCOUNT_LIMIT = 10 * 1024**4  # 10 TiB: demo accounts are never blocked by quota
 
@@ -74,13 +77,58 @@ def load_users() -> list[dict]:
     return json.loads(USERS_FILE.read_text())
 
 
+def rses_root(settings: Settings) -> Path:
+    return settings.state_dir / "rses"
+
+
 def rse_dir(settings: Settings, rse: str) -> Path:
-    return settings.state_dir / "rses" / rse
+    return rses_root(settings) / rse
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def site_of(rse: str) -> str:
+    return REMOTE_SITE if rse == REPLICA_RSE else SITE
+
+
+def root_protocol(settings: Settings) -> dict:
+    """EULAKE-1's root:// door: the local XRootD origin, which exports <state>/rses/EULAKE-1 as /EULAKE-1."""
+    return {
+        "scheme": "root",
+        "hostname": settings.host,
+        "port": settings.xrootd_port,
+        "prefix": f"/{REPLICA_RSE}/",
+        "impl": "rucio.rse.protocols.xrootd.Default",
+        # read only (an operation left out is not supported; 0 would be the *first* choice), and after the POSIX
+        # door: the storage mount stays replica mode's choice, uploads never pick the read-only origin
+        "domains": {"lan": {"read": 2}, "wan": {"read": 2}},
+    }
+
+
+def ensure_xrootd(settings: Settings, client) -> None:
+    """EULAKE-1's root door at the origin's current port, and the XCache as the LOCAL site's proxy (idempotent)."""
+    from rucio.common.exception import ConfigNotFound
+
+    wanted = root_protocol(settings)
+    current = [p for p in client.get_protocols(REPLICA_RSE) if p["scheme"] == "root"]
+    if current and (current[0]["hostname"], current[0]["port"]) != (wanted["hostname"], wanted["port"]):
+        client.delete_protocols(REPLICA_RSE, "root")
+        current = []
+    if not current:
+        client.add_protocol(REPLICA_RSE, wanted)
+    attrs = client.list_rse_attributes(REPLICA_RSE)
+    if attrs.get("site") != REMOTE_SITE:
+        client.add_rse_attribute(REPLICA_RSE, "site", REMOTE_SITE)
+    proxy = f"{settings.host}:{settings.xcache_port}"
+    try:
+        current_proxy = client.get_config("root-proxy-internal", SITE)
+    except ConfigNotFound:
+        current_proxy = None
+    if current_proxy != proxy:
+        client.set_config_option("root-proxy-internal", SITE, proxy)
 
 
 def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | None = None) -> dict:
@@ -130,7 +178,7 @@ def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | Non
                         "third_party_copy_write": 1},
             },
         })
-        client.add_rse_attribute(rse, "site", SITE)
+        client.add_rse_attribute(rse, "site", site_of(rse))
         client.add_rse_attribute(rse, "fts", "devcopy://localhost")
         if rse == SCRATCH_RSE:
             client.add_rse_attribute(rse, "greedyDeletion", True)
@@ -148,6 +196,7 @@ def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | Non
             if limits.get(rse) != ACCOUNT_LIMIT:
                 client.set_local_account_limit(user["username"], rse, ACCOUNT_LIMIT)
 
+    ensure_xrootd(settings, client)
     added["files"] = _seed_demo_data(settings, client, full)
     return added
 
@@ -169,7 +218,8 @@ def _seed_demo_data(settings: Settings, client, full: bool) -> int:
         for chunk in _chunks(missing, 1000):
             pfns = {}
             for part in _chunks(chunk, 40):  # lfns2pfns is a GET: stay under gunicorn's 4 KiB request line
-                pfns.update(client.lfns2pfns(REPLICA_RSE, [f"{f.scope}:{f.name}" for f in part], operation="write"))
+                pfns.update(client.lfns2pfns(REPLICA_RSE, [f"{f.scope}:{f.name}" for f in part], operation="write",
+                                             scheme="file"))
             for f in chunk:
                 path = Path(pfns[f"{f.scope}:{f.name}"].removeprefix("file://localhost"))
                 path.parent.mkdir(parents=True, exist_ok=True)

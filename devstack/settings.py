@@ -30,6 +30,19 @@ def _env_int(name: str, default: int) -> int:
     return port
 
 
+def _env_delay(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        delay = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number of milliseconds: set it to e.g. 25") from None
+    if delay < 0:
+        raise SystemExit(f"{name}={delay} is negative: use 0 (no delay) or more")
+    return delay
+
+
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("DLAAS_STATE_DIR", REPO / ".devstack")))
@@ -40,6 +53,9 @@ class Settings:
     postgres_port: int = field(default_factory=lambda: _env_int("DLAAS_POSTGRES_PORT", 8092))
     xrootd_port: int = field(default_factory=lambda: _env_int("DLAAS_XROOTD_PORT", 1094))
     xcache_port: int = field(default_factory=lambda: _env_int("DLAAS_XCACHE_PORT", 1095))
+    cric_port: int = field(default_factory=lambda: _env_int("DLAAS_CRIC_PORT", 8093))
+    # One-way delay (ms) injected in front of the XRootD origin, as if the storage were far away.
+    origin_delay_ms: float = field(default_factory=lambda: _env_delay("DLAAS_ORIGIN_DELAY_MS", 0.0))
 
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)

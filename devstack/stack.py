@@ -27,6 +27,7 @@ class Stack:
         self.with_hub = with_hub
         self.started: list[Started] = []
         self.iam = self.postgres = self.rucio = self.daemons = self.hub = None
+        self.cache = self.cric = self.xrootd = None
 
     def _ports(self) -> list[tuple[int, str, str]]:
         s = self.settings
@@ -34,6 +35,9 @@ class Stack:
             (s.iam_port, "dev IAM", "DLAAS_IAM_PORT"),
             (s.postgres_port, "PostgreSQL", "DLAAS_POSTGRES_PORT"),
             (s.rucio_port, "Rucio server", "DLAAS_RUCIO_PORT"),
+            (s.cric_port, "sample CRIC", "DLAAS_CRIC_PORT"),
+            (s.xrootd_port, "XRootD origin", "DLAAS_XROOTD_PORT"),
+            (s.xcache_port, "XCache", "DLAAS_XCACHE_PORT"),
         ]
         if self.with_hub:
             ports.append((s.hub_port, "JupyterHub", "DLAAS_HUB_PORT"))
@@ -64,6 +68,7 @@ class Stack:
         from devstack.rucio_daemons import RucioDaemons
         from devstack.rucio_seed import seed
         from devstack.rucio_server import RucioServer
+        from devstack.xrootd import CacheLayer
 
         s = self.settings
         self.iam = DevIAM(s)
@@ -77,6 +82,8 @@ class Stack:
         if any(added.values()):
             progress("seeded: " + ", ".join(f"{n} {what}" for what, n in added.items()))
         self.rucio.client_config(self.root_cli_config, account="root", auth_type="userpass")
+        self.cache = self._add("XRootD origin, XCache and the sample CRIC", CacheLayer(s, self.rucio), progress)
+        self.xrootd, self.cric = self.cache.xrootd, self.cache.cric
         self.daemons = self._add("Rucio daemons", RucioDaemons(s, self.rucio), progress)
         if self.with_hub:
             self.hub = self._add("JupyterHub", LocalHub(s, iam=self.iam, rucio_url=self.rucio.url), progress)
@@ -113,10 +120,14 @@ class Stack:
             f"  dev IAM        {self.iam.issuer}",
             f"  Rucio server   {self.rucio.url}",
             f"  PostgreSQL     127.0.0.1:{self.postgres.port}",
+            f"  XRootD origin  {self.xrootd.origin_url} (EULAKE-1, one-way delay {self.xrootd.delay_ms:g} ms)",
+            f"  XCache         {self.xrootd.cache_url} (proxy of site LOCAL; allowed origins from {self.cric.url})",
             f"  RSE storage    {s.state_dir / 'rses'} (EULAKE-1, DESY-DCACHE, JUPYTER-SCRATCHDISK)",
             f"  state and logs {s.state_dir}",
             "",
             f"Rucio CLI as root: RUCIO_CONFIG={self.root_cli_config} .venvs/main/bin/rucio did list 'escape_demo:*'",
+            "Cached PFNs, as a user's server (SITE_NAME=LOCAL) gets them: "
+            "Client().list_replicas(dids, schemes=['root'], client_location=detect_client_location())",
             "",
             "Demo users (dev IAM): alice / alice-pass (escape/users), bob / bob-pass, admin / admin-pass (escape/admins)",
             "Stop with Ctrl-C or `make down`.",

@@ -88,6 +88,8 @@ class DataLakeEnvironment(Configurable):
             "RUCIO_BASE_URL": self.rucio_base_url,
             "RUCIO_AUTH_URL": self.rucio_auth_url or self.rucio_base_url,
             "RUCIO_SITE_NAME": self.rucio_site_name,
+            # rucio-clients (CLI, Python, the extension's downloads) send it as client_location: cache PFNs
+            "SITE_NAME": self.rucio_site_name,
             "RUCIO_DESTINATION_RSE": self.rucio_destination_rse,
             "RUCIO_RSE_MOUNT_PATH": self.rucio_rse_mount_path,
             "RUCIO_PATH_BEGINS_AT": str(self.rucio_path_begins_at) if self.rucio_rse_mount_path else "",

@@ -42,7 +42,9 @@ def state_dir():
 @pytest.fixture(scope="session")
 def settings(state_dir):
     # The hub's port is fixed up front: the IAM must know the hub's redirect URI before it starts.
-    return Settings(state_dir=state_dir, iam_port=0, rucio_port=0, postgres_port=0, hub_port=free_port())
+    # So are XRootD's: Rucio's seed registers the origin's port and the cache's address before they start.
+    return Settings(state_dir=state_dir, iam_port=0, rucio_port=0, postgres_port=0, hub_port=free_port(),
+                    xrootd_port=free_port(), xcache_port=free_port(), cric_port=0)
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +80,17 @@ def rucio_daemons(settings, rucio):
     daemons = RucioDaemons(settings, rucio).start()
     yield daemons
     daemons.stop()
+
+
+@pytest.fixture(scope="session")
+def cache_layer(settings, rucio):
+    """The XRootD origin (EULAKE-1's root door) and the XCache with its sample CRIC; no periodic sync: tests run
+    dlaas-xcache-origin-sync themselves."""
+    from devstack.xrootd import CacheLayer
+
+    layer = CacheLayer(settings, rucio, sync_every=None).start()
+    yield layer
+    layer.stop()
 
 
 TEST_ADMIN_TOKEN = "dlaas-test-admin-" + uuid.uuid4().hex

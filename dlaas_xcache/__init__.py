@@ -1,0 +1,1 @@
+"""XCache companions: the allowed-origins sync from CRIC."""
