@@ -124,6 +124,9 @@ class Supervisor:
                 "pss.origin =",
                 f"oss.localroot {cache_root}",
                 "pfc.ram 1g",
+                # Read ahead: without it a first read waits one round trip to the origin per block (1 MiB).
+                "pfc.blocksize 1M",
+                "pfc.prefetch 10",
                 f"all.adminpath {self.work / 'cache'}",
                 f"all.pidpath {self.work / 'cache'}",
                 f"continue {self.origins}",

@@ -137,6 +137,7 @@ def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered)
     cfg = next(c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == "dlaas-xcache")["data"]
     lines = cfg["xcache.cfg"].splitlines()
     assert "pss.origin =" in lines and "continue /etc/xcache/origins/" in lines
+    assert "pfc.prefetch 10" in lines and "pfc.blocksize 1M" in lines  # read-ahead: first reads not per-block RTT
     assert not [ln for ln in lines if "#" in ln]  # xrootd reads trailing comments as arguments
 
 
