@@ -116,3 +116,29 @@ def test_rucio_down_gives_the_sidebar_an_error_message_not_a_silent_failure(alic
     finally:
         rucio.start()
     assert _ext(browser, hub, "did-search", **params).status_code == 200
+
+
+READ_THROUGH_CACHE = """
+from rucio.client import Client
+from rucio.common.client import detect_client_location
+[r] = Client().list_replicas([{"scope": "escape_demo", "name": "higgs-candidates.00.root"}], schemes=["root"],
+                             client_location=detect_client_location())
+print(r["rses"]["EULAKE-1"][0])
+"""
+
+
+def test_rucio_clients_in_the_server_get_pfns_through_the_sites_xcache_and_can_read_them(alice, cache_layer,
+                                                                                           tmp_path):
+    _, env = alice
+    xr = cache_layer.xrootd
+    assert env["SITE_NAME"] == "LOCAL"
+    result = subprocess.run([str(VENVS / "singleuser" / "bin" / "python"), "-c", READ_THROUGH_CACHE], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    pfn = result.stdout.strip()
+    assert pfn.startswith(f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.1:{xr.origin_port}/EULAKE-1/")
+    copy = subprocess.run(["xrdcp", "--nopbar", pfn, str(tmp_path / "higgs.root")], capture_output=True, text=True,
+                          timeout=60)
+    assert copy.returncode == 0, copy.stderr
+    on_storage = cache_layer.settings.state_dir / "rses" / pfn.split(f":{xr.origin_port}/", 1)[1]
+    assert (tmp_path / "higgs.root").read_bytes() == on_storage.read_bytes()
