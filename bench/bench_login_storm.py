@@ -13,6 +13,7 @@ appends the table to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -34,14 +35,20 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--spawn", type=int, default=20, help="how many of the users also start JupyterLab")
+    parser.add_argument("--baseline", action="store_true",
+                        help="the hub as it was before the login-path fixes (SQLite rollback journal, tornado's "
+                             "pure-Python HTTP client): the 'before' numbers")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
     latencies, errors, to_lab = [], [], []
     peak_rss = 0
-    with hub_stack(args.users, "user", admin_scopes=["read:users"]) as stack:
+    with hub_stack(args.users, "user", admin_scopes=["read:users"],
+                   hub_settings={"sqlite_wal": False, "http_client": "simple"} if args.baseline else None) as stack:
         hub = stack.hub
         cpu_before, _ = process_tree_usage(hub.process.pid)
+        iam_before, _ = process_tree_usage(stack.iam.process.pid)
+        own_before = sum(os.times()[:2])
         stop = threading.Event()
 
         def sample():
@@ -84,15 +91,17 @@ def main() -> int:
         wall = time.perf_counter() - started
         stop.set()
         cpu_after, _ = process_tree_usage(hub.process.pid)
+        iam_cpu = process_tree_usage(stack.iam.process.pid)[0] - iam_before
+        own_cpu = sum(os.times()[:2]) - own_before
 
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
     lab = (f"{statistics.median(to_lab):.1f} / {max(to_lab):.1f}" if to_lab else "-")
     table = "\n".join([
         "| users | concurrency | logins/s | p50 (s) | p95 (s) | p99 (s) | spawned | time to JupyterLab median / max (s) "
-        "| errors | hub CPU (s) | hub peak RSS (MiB, with servers) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| errors | hub CPU (s) | dev IAM CPU (s) | load generator CPU (s) | hub peak RSS (MiB, with servers) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {args.users} | {args.concurrency} | {len(latencies) / wall:.1f} | {q[49]:.2f} | {q[94]:.2f} | "
-        f"{q[98]:.2f} | {len(to_lab)} | {lab} | {len(errors)} | {cpu_after - cpu_before:.1f} | "
+        f"{q[98]:.2f} | {len(to_lab)} | {lab} | {len(errors)} | {cpu_after - cpu_before:.1f} | {iam_cpu:.1f} | {own_cpu:.1f} | "
         f"{peak_rss / 2**20:.0f} |",
     ])
     print(table)
@@ -100,10 +109,13 @@ def main() -> int:
         print("first errors:", *errors[:3], sep="\n  ")
     if not args.no_append:
         with open(REPO / "docs" / "benchmarks.md", "a") as f:
-            f.write(f"\n### Login storm ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\nMachine: {machine()}. "
+            variant = ("baseline: SQLite rollback journal, pure-Python HTTP client" if args.baseline
+                       else "SQLite WAL, curl HTTP client")
+            f.write(f"\n### Login storm, {variant} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\nMachine: {machine()}. "
                     f"Each login: IAM form, code + PKCE, userinfo, two RFC 8693 exchanges (rucio, eos); the hub "
                     f"and the dev IAM share the machine with the load generator.\nCommand: `.venvs/main/bin/python "
-                    f"bench/bench_login_storm.py --users {args.users} --concurrency {args.concurrency}`\n\n"
+                    f"bench/bench_login_storm.py --users {args.users} --concurrency {args.concurrency} --spawn "
+                    f"{args.spawn}{' --baseline' if args.baseline else ''}`\n\n"
                     f"{table}\n")
     return 0 if not errors else 1
 

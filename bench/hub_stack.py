@@ -76,7 +76,7 @@ class HubStack:
 
 @contextmanager
 def hub_stack(n_users: int, prefix: str, *, admin_scopes: list[str], access_token_ttl: int = 3600,
-              **hub_kwargs) -> Iterator[HubStack]:
+              hub_settings: dict | None = None, **hub_kwargs) -> Iterator[HubStack]:
     """A dev IAM with `n_users` members of escape/users and a hub with an admin service; all stopped at exit."""
     state = Path(tempfile.mkdtemp(prefix=f"dlaas-{prefix}-"))
     state.chmod(0o755)
@@ -88,7 +88,8 @@ def hub_stack(n_users: int, prefix: str, *, admin_scopes: list[str], access_toke
     register_hub_client(iam, settings.hub_url)
     admin_token = uuid.uuid4().hex
     extra = {"services": [{"name": "bench-admin", "api_token": admin_token}],
-             "roles": [{"name": "bench-admin", "services": ["bench-admin"], "scopes": admin_scopes}]}
+             "roles": [{"name": "bench-admin", "services": ["bench-admin"], "scopes": admin_scopes}],
+             **(hub_settings or {})}
     hub = None
     try:
         iam.start()

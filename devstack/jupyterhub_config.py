@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from hub_plugins.spawner_env import SERVER_TOKEN_SCOPES, apply
+from hub_plugins.sqlite_tuning import use_wal
 from hub_plugins.token_api import SCOPE
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
@@ -15,6 +16,13 @@ c.JupyterHub.hub_bind_url = s["hub_bind_url"]
 c.ConfigurableHTTPProxy.api_url = s["proxy_api_url"]
 c.ConfigurableHTTPProxy.command = [s["proxy_command"]]
 c.JupyterHub.db_url = s["db_url"]
+if s.get("sqlite_wal", True):
+    use_wal()  # the login path's first bottleneck was SQLite's fsync per commit (docs/benchmarks.md)
+if s.get("http_client") == "simple":
+    # Benchmarks' baseline only: hide pycurl, so JupyterHub leaves tornado on its pure-Python HTTP client.
+    import sys
+
+    sys.modules["pycurl"] = None
 c.JupyterHub.cookie_secret_file = s["cookie_secret_file"]
 c.JupyterHub.cleanup_servers = True
 

@@ -194,3 +194,10 @@ def test_an_iam_outage_gives_a_clear_login_error_and_sessions_keep_working(hub, 
     finally:
         iam.restart()
     assert json.loads(_tokens(hub, token).text)["tokens"]["rucio"]["access_token"]
+
+
+def test_the_hubs_sqlite_database_writes_ahead_instead_of_syncing_every_commit(hub):
+    import sqlite3
+
+    with sqlite3.connect(hub.dir / "jupyterhub.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent: set by the hub itself

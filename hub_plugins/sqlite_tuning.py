@@ -1,0 +1,43 @@
+"""Faster commits for a hub whose database is SQLite: write-ahead log, no fsync on every commit.
+
+A login writes the hub's database several times (the user, its roles and groups, the encrypted auth_state), each a
+commit, and the hub runs them on its one event loop. With SQLite's default rollback journal every commit waits for
+several fsyncs: under a login storm that wait was the largest share of the hub's time (docs/benchmarks.md). In WAL
+mode with synchronous=NORMAL a commit appends to the log without waiting for the disk; the database stays consistent
+after a crash of the hub or of the machine, and at worst the last commits before a power cut are lost (the users
+concerned log in again).
+
+    from hub_plugins.sqlite_tuning import use_wal
+    use_wal()   # in jupyterhub_config.py, before the hub opens its database
+
+Only for a database on a local or block-storage volume (z2jh's sqlite-pvc on a ReadWriteOnce disk): WAL needs shared
+memory between the processes using the file and must not be used on NFS. Other databases are left untouched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+_installed = False
+
+
+def _on_connect(dbapi_connection, _record) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def use_wal() -> None:
+    """Put every SQLite database this process opens from now on in WAL mode (idempotent)."""
+    global _installed
+    if not _installed:
+        event.listen(Engine, "connect", _on_connect)
+        _installed = True
