@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.procs import Process, Service, ServiceError, ensure_port_free
+from devstack.procs import Process, Service, ServiceError, ensure_port_free, tcp_ready
 from devstack.settings import REPO, Settings
 
 CLONE_NEWNET = 0x40000000
@@ -143,7 +143,8 @@ class Supervisor:
             argv[1:1] = ["-R", RUN_AS]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + READY_TIMEOUT
-        while not _listening(port):
+        listening = tcp_ready("127.0.0.1", port)
+        while not listening():
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 log = self.work / "logs" / f"{name}.log"
@@ -227,14 +228,6 @@ class Supervisor:
             for proc in self.children.values():
                 _terminate(proc)
             self.status_path.unlink(missing_ok=True)
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _terminate(proc: subprocess.Popen) -> None:
