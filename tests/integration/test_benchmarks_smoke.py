@@ -1,0 +1,29 @@
+"""Every benchmark still runs end to end, as its documented command, in a tiny variant (the real runs are long and
+are not part of the test suite; their numbers live in docs/benchmarks.md). Nothing is appended to that file."""
+
+import subprocess
+
+import pytest
+
+from devstack.settings import MAIN_PYTHON, REPO
+
+SMOKE = {
+    "bench_login_storm.py": ["--users", "6", "--concurrency", "3", "--spawn", "1"],
+    "bench_token_api.py": ["--servers", "2", "--seconds", "2"],
+    "bench_refresh_soak.py": ["--servers", "1", "--minutes", "0.5", "--lifetime", "20", "--margin", "8"],
+    "bench_register.py": ["--files", "20"],
+    "bench_xcache.py": ["--delay-ms", "5", "--size-mb", "2", "--files", "5", "--repeat", "1"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_the_benchmark_runs_and_prints_its_table(script):
+    results = REPO / "docs" / "benchmarks.md"
+    before = results.read_text()
+    run = subprocess.run([str(MAIN_PYTHON), str(REPO / "bench" / script), *SMOKE[script], "--no-append"], cwd=REPO,
+                         capture_output=True, text=True, timeout=420)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) >= 2, run.stdout  # a header and at least one row of numbers
+    assert any(ch.isdigit() for ch in rows[-1])
+    assert results.read_text() == before
