@@ -8,7 +8,7 @@ import pytest
 from devstack.settings import MAIN_PYTHON, REPO
 
 SMOKE = {
-    "bench_login_storm.py": ["--users", "6", "--concurrency", "3", "--spawn", "1"],
+    "bench_login_storm.py": ["--users", "6", "--concurrency", "3", "--spawn", "1", "--returning"],
     "bench_token_api.py": ["--servers", "2", "--seconds", "2"],
     "bench_refresh_soak.py": ["--servers", "1", "--minutes", "0.5", "--lifetime", "20", "--margin", "8"],
     "bench_register.py": ["--files", "20"],
