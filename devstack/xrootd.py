@@ -37,16 +37,13 @@ import time
 from pathlib import Path
 
 from devstack.procs import Process, Service, ServiceError, ensure_port_free, tcp_ready
+from dlaas_xcache.origin_sync import authdb, permitted_hosts
 from devstack.settings import REPO, Settings
 
 CLONE_NEWNET = 0x40000000
 XROOTD = "/usr/bin/xrootd"
 RUN_AS = "xrootd"  # the Debian package's user; xrootd refuses to run as root
 READY_TIMEOUT = 30.0
-
-
-def permit_lines(text: str) -> list[str]:
-    return [ln.strip() for ln in text.splitlines() if ln.strip().startswith("pss.permit ")]
 
 
 # --- the supervisor (runs in its own network namespace) -----------------------------------------------------------
@@ -129,6 +126,11 @@ class Supervisor:
                 "pfc.prefetch 10",
                 f"all.adminpath {self.work / 'cache'}",
                 f"all.pidpath {self.work / 'cache'}",
+                # XRootD 5.5.3's pss.permit alone may answer a refused origin with another request's file: a path
+                # rule per permitted origin refuses the others first (see dlaas_xcache.origin_sync.authdb).
+                "ofs.authorize 1",
+                f"acc.authdb {self.work / 'cache' / 'origins.authdb'}",
+                "acc.audit deny",
                 f"continue {self.origins}",
                 "",
             ])
@@ -147,17 +149,18 @@ class Supervisor:
         while not listening():
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                log = self.work / "logs" / f"{name}.log"
+                log = self.work / "logs" / name / f"{name}.log"  # xrootd -n <name> logs into a subdirectory
                 raise SystemExit(f"xrootd: the {name} did not start; see {log}")
             time.sleep(0.05)
         return proc
 
     def start_cache(self) -> None:
         text = self.origins.read_text() if self.origins.exists() else ""
-        if not permit_lines(text):
+        if not permitted_hosts(text):
             raise SystemExit(f"xrootd: {self.origins} lists no `pss.permit` origin; refusing to run an open proxy: "
                              "run dlaas-xcache-origin-sync first")
         self.origins_digest = hashlib.sha256(text.encode()).hexdigest()
+        (self.work / "cache" / "origins.authdb").write_text(authdb(permitted_hosts(text)))
         self.children["cache"] = self._spawn("cache", self.cache_inner)
         self.cache_starts += 1
 
@@ -210,11 +213,11 @@ class Supervisor:
                 for name, proc in self.children.items():
                     if proc.poll() is not None and not self.stopping:  # a group-wide SIGTERM reaches them first
                         print(f"xrootd: the {name} exited with status {proc.returncode}; see "
-                              f"{self.work / 'logs' / (name + '.log')}", flush=True)
+                              f"{self.work / 'logs' / name / (name + '.log')}", flush=True)
                         return 1
                 text = self.origins.read_text() if self.origins.exists() else ""
                 if hashlib.sha256(text.encode()).hexdigest() != self.origins_digest:
-                    if permit_lines(text):
+                    if permitted_hosts(text):
                         self.restart_cache()
                         self.write_status()
                     else:

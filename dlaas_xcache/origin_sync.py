@@ -126,6 +126,58 @@ def build(url: str, timeout: float, schemes=DEFAULT_SCHEMES) -> tuple[AllowList,
     return AllowList(tuple(hosts), url), warnings
 
 
+# --- the cache's path guard ------------------------------------------------------------------------------------------
+
+# XRootD 5.5.3's pss.permit check is not enough on its own: a request naming a non-permitted origin is refused
+# with EINVAL four times out of five, and the fifth time XrdPss opens the URL left in its buffer by an earlier,
+# permitted request, so the client gets *another file* under the name it asked for (measured; XrdPssSys::P2OUT
+# returns success when the destination is not authorized). The cache therefore also runs XRootD's own authorization
+# (ofs.authorize + acc.authdb) with a rule per permitted origin: a path naming any other origin is refused with
+# "permission denied" before the proxy ever sees it.
+URL_SCHEMES = ("root", "xroot", "roots", "xroots")
+
+
+def permitted_hosts(origins_cfg: str) -> list[str]:
+    """The hosts of the `pss.permit` lines of an allow-list (a `:port` is dropped: pss.permit ignores it too)."""
+    return [_host_of(ln.split()[1]) for ln in origins_cfg.splitlines()
+            if ln.strip().startswith("pss.permit ") and len(ln.split()) == 2]
+
+
+def authdb(hosts) -> str:
+    """acc.authdb rules letting anyone look up and read paths of the permitted origins, and nothing else.
+
+    The cache sees `root://<cache>//root://host:1094//p` as the path `/root:/host:1094/p`; a rule is a path prefix,
+    so each host gets one for `host:` (any port) and one for `host/` (default port), for every XRootD scheme.
+    """
+    rules = [f"/{scheme}:/{host}{end} lr" for host in hosts if valid_host(host)  # never widen with a non-host
+             for scheme in URL_SCHEMES for end in (":", "/")]
+    # One record for the id `u *` (XrdAcc allows one per id), continued over lines with backslashes.
+    return ("# Paths the XCache serves: those of its permitted origins (derived from the pss.permit lines).\n"
+            + " \\\n  ".join(["u *", *rules]) + "\n")
+
+
+def write_authdb(origins_cfg: Path, output: Path) -> int:
+    """Derive the cache's authdb from its allow-list file; returns the number of origins."""
+    hosts = permitted_hosts(Path(origins_cfg).read_text())
+    write_file(Path(output), authdb(hosts))
+    return len(hosts)
+
+
+def authdb_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="dlaas-xcache-authdb",
+                                description="Write the XCache's acc.authdb from its pss.permit allow-list.")
+    p.add_argument("--origins", required=True, help="the allow-list (pss.permit lines)")
+    p.add_argument("--output", required=True, help="the authdb to write (acc.authdb)")
+    args = p.parse_args(argv)
+    try:
+        n = write_authdb(Path(args.origins), Path(args.output))
+    except OSError as e:
+        print(f"dlaas-xcache-authdb: cannot derive the authdb: {e}", file=sys.stderr)
+        return 1
+    print(f"dlaas-xcache-authdb: {n} permitted origins -> {args.output}")
+    return 0
+
+
 # --- targets ---------------------------------------------------------------------------------------------------------
 
 

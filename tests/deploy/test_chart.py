@@ -132,12 +132,18 @@ def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered)
     assert policies["dlaas-scratch-cleanup"]["policyTypes"] == ["Ingress", "Egress"]
     assert "egress" not in policies["dlaas-scratch-cleanup"]  # no network at all
     origins = next(c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == "dlaas-xcache-origins")
-    assert origins["data"]["origins.cfg"].split("\n")[:2] == ["pss.permit *.example.org",
+    assert origins["data"]["origins.cfg"].split("\n")[:2] == ["pss.permit eos.example.org",
                                                               "pss.permit origin.example.net:1094"]
     cfg = next(c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == "dlaas-xcache")["data"]
     lines = cfg["xcache.cfg"].splitlines()
     assert "pss.origin =" in lines and "continue /etc/xcache/origins/" in lines
     assert "pfc.prefetch 10" in lines and "pfc.blocksize 1M" in lines  # read-ahead: first reads not per-block RTT
+    # pss.permit is backed by path rules derived from the same list before xrootd starts
+    assert "ofs.authorize 1" in lines and "acc.authdb /var/run/xrootd/origins.authdb" in lines
+    dep = next(d for d in by_kind(rendered, "Deployment") if d["metadata"]["name"] == "dlaas-xcache")["spec"]["template"]
+    (init,) = dep["spec"]["initContainers"]
+    assert init["command"][0] == "dlaas-xcache-authdb" and "/var/run/xrootd/origins.authdb" in init["command"]
+    assert {m["name"] for m in init["volumeMounts"]} == {"origins", "run"}
     assert not [ln for ln in lines if "#" in ln]  # xrootd reads trailing comments as arguments
 
 

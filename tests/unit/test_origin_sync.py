@@ -96,3 +96,30 @@ def test_kubernetes_mode_patches_the_configmap_and_rolls_the_cache_only_when_the
     assert not update_kubernetes(allow, "dlaas", "dlaas-xcache-origins", "dlaas-xcache",
                                  api=(settled.core, settled.apps))
     assert settled.patches == []
+
+
+def test_the_authdb_lets_the_cache_read_exactly_the_permitted_origins_under_every_xrootd_scheme():
+    from dlaas_xcache.origin_sync import authdb, permitted_hosts
+
+    hosts = permitted_hosts(AllowList(("eos.example.org", "127.0.0.1"), "cric").render())
+    assert hosts == ["eos.example.org", "127.0.0.1"]
+    record = authdb(hosts).split("\n", 1)[1].replace(" \\\n  ", " ").split()
+    assert record[:2] == ["u", "*"]  # one record for everyone: XrdAcc takes one per id
+    rules = dict(zip(record[2::2], record[3::2]))
+    assert rules["/root:/eos.example.org:"] == "lr" and rules["/root:/eos.example.org/"] == "lr"
+    assert "/xroots:/127.0.0.1:" in rules and len(rules) == 2 * 4 * 2  # hosts x schemes x (with port, without)
+    assert set(rules.values()) == {"lr"}  # look up and read, never write
+    # a prefix ending in ':' or '/' cannot let eos.example.org.evil.net through
+    assert all(p.endswith((":", "/")) for p in rules)
+
+
+def test_the_authdb_never_contains_something_that_is_not_a_host(tmp_path):
+    from dlaas_xcache.origin_sync import authdb_main
+
+    origins = tmp_path / "origins.cfg"
+    origins.write_text("pss.permit eos.example.org\npss.permit *.example.org\npss.permit evil /\n"
+                       "pss.permit origin.example.net:1094\n")
+    assert authdb_main(["--origins", str(origins), "--output", str(tmp_path / "authdb")]) == 0
+    text = (tmp_path / "authdb").read_text()
+    assert "eos.example.org" in text and "*" not in text.split("\n", 1)[1].replace("u *", "") and "evil" not in text
+    assert "/root:/origin.example.net: lr" in text  # the port of an initial entry is dropped, as pss.permit does
