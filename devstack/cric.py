@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from devstack.procs import Process, Service, ensure_port_free, free_port, http_ready
 from devstack.settings import REPO, Settings
+from singleuser.token_files import write_atomically
 
 QUERY_PATH = "/api/doma/rse/query/"
 
@@ -35,11 +35,7 @@ def catalogue_from_rucio(client) -> dict:
 
 
 def write_catalogue(path: Path, catalogue: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(catalogue, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(catalogue, indent=2, sort_keys=True), mode=0o644, dir_mode=0o755)
 
 
 def serve(port: int, file: Path) -> None:

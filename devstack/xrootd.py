@@ -37,8 +37,9 @@ import time
 from pathlib import Path
 
 from devstack.procs import Process, Service, ServiceError, ensure_port_free, tcp_ready
-from dlaas_xcache.origin_sync import authdb, permitted_hosts
 from devstack.settings import REPO, Settings
+from dlaas_xcache.origin_sync import authdb, permitted_hosts
+from singleuser.token_files import write_atomically
 
 CLONE_NEWNET = 0x40000000
 XROOTD = "/usr/bin/xrootd"
@@ -197,9 +198,7 @@ class Supervisor:
             "delay_ms": self.args.delay_ms,
             "supervisor_pid": os.getpid(),
         }
-        tmp = self.status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status))
-        os.replace(tmp, self.status_path)
+        write_atomically(self.status_path, json.dumps(status), mode=0o644)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))

@@ -20,15 +20,15 @@ import argparse
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from singleuser.token_files import write_atomically
 
 DEFAULT_SCHEMES = ("root", "xroot")
 DIGEST_ANNOTATION = "dlaas.escape/allowed-origins-digest"
@@ -189,18 +189,7 @@ def write_file(path: Path, text: str) -> bool:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text, mode=0o644, dir_mode=0o755)
     return True
 
 

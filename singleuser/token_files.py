@@ -11,23 +11,31 @@ import tempfile
 from pathlib import Path
 
 
-def write_secret_file(path: str | os.PathLike, content: str) -> None:
-    """Atomically replace `path` with `content`, readable by the owner only. No newline is added."""
+def write_atomically(path: str | os.PathLike, content: str, mode: int = 0o600, dir_mode: int = 0o700) -> None:
+    """Atomically replace `path` with `content` (temporary file in the same directory, fsync, rename), with `mode`.
+
+    mkstemp creates the file with mode 0600, so until the final chmod nobody else can read it, not even briefly.
+    A missing directory is created with `dir_mode`. No newline is added.
+    """
     path = Path(path)
     directory = path.parent
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # mkstemp creates the file with mode 0600 already: the token is never readable by others, not even briefly.
+    directory.mkdir(mode=dir_mode, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_secret_file(path: str | os.PathLike, content: str) -> None:
+    """Atomically replace `path` with `content`, readable by the owner only."""
+    write_atomically(path, content, mode=0o600, dir_mode=0o700)
 
 
 def eos_token_line(access_token: str, issuer: str) -> str:
