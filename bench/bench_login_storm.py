@@ -19,15 +19,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import hub_stack, machine, process_tree_usage  # noqa: E402
-from devstack.settings import REPO  # noqa: E402
+from bench.hub_stack import append_results, hub_stack, process_tree_usage  # noqa: E402
 
 
 def main() -> int:
@@ -119,16 +117,12 @@ def main() -> int:
     if errors:
         print("first errors:", *errors[:3], sep="\n  ")
     if not args.no_append:
-        with open(REPO / "docs" / "benchmarks.md", "a") as f:
-            variant = ("baseline: SQLite rollback journal, pure-Python HTTP client" if args.baseline
-                       else "SQLite WAL, curl HTTP client")
-            who = "returning users" if args.returning else "first logins"
-            f.write(f"\n### Login storm, {who}, {variant} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\nMachine: {machine()}. "
-                    f"Each login: IAM form, code + PKCE, userinfo, two RFC 8693 exchanges (rucio, eos); the hub "
-                    f"and the dev IAM share the machine with the load generator.\nCommand: `.venvs/main/bin/python "
-                    f"bench/bench_login_storm.py --users {args.users} --concurrency {args.concurrency} --spawn "
-                    f"{args.spawn}{' --baseline' if args.baseline else ''}{' --returning' if args.returning else ''}`\n\n"
-                    f"{table}\n")
+        variant = ("baseline: SQLite rollback journal, pure-Python HTTP client" if args.baseline
+                   else "SQLite WAL, curl HTTP client")
+        who = "returning users" if args.returning else "first logins"
+        append_results(f"Login storm, {who}, {variant}",
+                       "Each login: IAM form, code + PKCE, userinfo, two RFC 8693 exchanges (rucio, eos); the hub and "
+                       "the dev IAM share the machine with the load generator.", table)
     return 0 if not errors else 1
 
 

@@ -14,7 +14,6 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import jwt
@@ -22,8 +21,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import hub_stack, machine, server_environ  # noqa: E402
-from devstack.settings import REPO  # noqa: E402
+from bench.hub_stack import append_results, hub_stack, server_environ  # noqa: E402
 
 
 def main() -> int:
@@ -86,12 +84,8 @@ def main() -> int:
     ])
     print(table)
     if not args.no_append:
-        with open(REPO / "docs" / "benchmarks.md", "a") as f:
-            f.write(f"\n### Token refresh soak ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\nMachine: "
-                    f"{machine()}. Real user servers (local spawner), token files sampled every 0.5 s; IdP "
-                    f"requests are refresh + exchanges (3 per refresh).\nCommand: `.venvs/main/bin/python "
-                    f"bench/bench_refresh_soak.py --servers {args.servers} --minutes {args.minutes:g} --lifetime "
-                    f"{args.lifetime} --margin {args.margin}`\n\n{table}\n")
+        append_results("Token refresh soak", "Real user servers (local spawner), token files sampled every 0.5 s; IdP "
+                       "requests are refresh + exchanges (3 per refresh).", table)
     return 0 if samples and valid == samples else 1
 
 

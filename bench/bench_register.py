@@ -18,22 +18,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import machine  # noqa: E402
+from bench.hub_stack import append_results  # noqa: E402
 from devstack.iam import DevIAM  # noqa: E402
 from devstack.iam_login import code_flow_tokens, exchange  # noqa: E402
 from devstack.postgres import Postgres  # noqa: E402
 from devstack.rucio_seed import DESTINATION_RSE, SCRATCH_RSE, rse_dir, seed  # noqa: E402
 from devstack.rucio_server import RucioServer  # noqa: E402
-from devstack.settings import REPO, Settings  # noqa: E402
+from devstack.settings import Settings  # noqa: E402
 from singleuser.scratch_upload import ScratchUploader  # noqa: E402
 
 REDIRECT = "http://127.0.0.1:9/callback"
@@ -146,14 +144,9 @@ def main() -> int:
     print(text)
     print(f"speed-up: {t_single / t_bulk:.1f}x, calls: {single_calls / max(bulk_calls, 1):.0f}x fewer")
     if not args.no_append:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True).stdout.strip()
-        with open(REPO / "docs" / "benchmarks.md", "a") as f:
-            f.write(f"\n### Registering {n} scratch files for upload ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} "
-                    f"UTC, commit {rev})\n\nMachine: {machine()}. Local Rucio 41.5.1 on PostgreSQL 15 (2 gunicorn "
-                    f"workers), OIDC token of alice.\nCommand: `.venvs/main/bin/python bench/bench_register.py "
-                    f"--files {n}`\n\n{text}\n\nSpeed-up {t_single / t_bulk:.1f}x with "
-                    f"{single_calls / max(bulk_calls, 1):.0f}x fewer calls.\n")
+        append_results(f"Registering {n} scratch files for upload", "Local Rucio 41.5.1 on PostgreSQL 15 (2 gunicorn "
+                       "workers), OIDC token of alice.", text, after=f"Speed-up {t_single / t_bulk:.1f}x with "
+                       f"{single_calls / max(bulk_calls, 1):.0f}x fewer calls.")
     return 0
 
 

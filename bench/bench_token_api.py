@@ -16,15 +16,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import hub_stack, machine, process_tree_usage  # noqa: E402
-from devstack.settings import REPO  # noqa: E402
+from bench.hub_stack import append_results, hub_stack, process_tree_usage  # noqa: E402
 
 
 def main() -> int:
@@ -77,11 +75,8 @@ def main() -> int:
     ])
     print(table)
     if not args.no_append:
-        with open(REPO / "docs" / "benchmarks.md", "a") as f:
-            f.write(f"\n### Token API under concurrent user servers ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)"
-                    f"\n\nMachine: {machine()}. Tokens far from expiry (the refresh path is measured by the "
-                    f"refresh tests); the load generator shares the machine.\nCommand: `.venvs/main/bin/python "
-                    f"bench/bench_token_api.py --servers {args.servers} --seconds {args.seconds:.0f}`\n\n{table}\n")
+        append_results("Token API under concurrent user servers", "Tokens far from expiry (the refresh path is measured "
+                       "by the refresh tests); the load generator shares the machine.", table)
     return 0 if not errors else 1
 
 

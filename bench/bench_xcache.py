@@ -23,14 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import machine  # noqa: E402
+from bench.hub_stack import append_results  # noqa: E402
 from devstack.procs import free_port  # noqa: E402
-from devstack.settings import REPO, Settings  # noqa: E402
+from devstack.settings import Settings  # noqa: E402
 from devstack.xrootd import XRootDService  # noqa: E402
 
 SMALL = 16 * 1024
@@ -112,16 +111,10 @@ def main() -> int:
     print(text)
     print(f"files in the cache afterwards: {cached}")
     if not args.no_append:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True).stdout.strip()
-        with open(REPO / "docs" / "benchmarks.md", "a") as f:
-            f.write(f"\n### XCache with {args.delay_ms:g} ms one-way latency to the origin "
-                    f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {rev})\n\nMachine: {machine()}. "
-                    f"XRootD 5.5.3 origin and XCache (forwarding mode, pfc.ram 1g) on loopback, the delay injected by "
-                    f"devstack's latency proxy in both directions; xrdcp 5.5.3; medians of {args.repeat} runs, each "
-                    f"first read on files the cache had not seen.\nCommand: `.venvs/main/bin/python "
-                    f"bench/bench_xcache.py --delay-ms {args.delay_ms:g} --size-mb {args.size_mb} --files "
-                    f"{args.files} --repeat {args.repeat}`\n\n{text}\n")
+        append_results(f"XCache with {args.delay_ms:g} ms one-way latency to the origin",
+                       f"XRootD 5.5.3 origin and XCache (forwarding mode, pfc.ram 1g) on loopback, the delay injected "
+                       f"by devstack's latency proxy in both directions; xrdcp 5.5.3; medians of {args.repeat} runs, "
+                       f"each first read on files the cache had not seen.", text)
     return 0
 
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
@@ -20,7 +24,7 @@ from devstack.hub import LocalHub, register_hub_client
 from devstack.iam import DevIAM
 from devstack.iam_login import login
 from devstack.procs import free_port
-from devstack.settings import Settings
+from devstack.settings import REPO, Settings
 
 
 def machine() -> str:
@@ -30,6 +34,20 @@ def machine() -> str:
                if line.startswith("MemTotal"))
     return (f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB RAM, {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}")
+
+
+def append_results(title: str, description: str, table: str, after: str = "") -> Path:
+    """Append a benchmark's table to docs/benchmarks.md (or $DLAAS_BENCH_RESULTS) with the date, the commit, the
+    machine and the exact command that produced it (this process's own arguments)."""
+    results = Path(os.environ.get("DLAAS_BENCH_RESULTS") or REPO / "docs" / "benchmarks.md")
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                         text=True).stdout.strip() or "unknown"
+    command = shlex.join([".venvs/main/bin/python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    with open(results, "a") as f:
+        f.write(f"\n### {title} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {rev})\n\n"
+                f"Machine: {machine()}. {description}\nCommand: `{command}`\n\n{table}\n"
+                + (f"\n{after}\n" if after else ""))
+    return results
 
 
 def process_tree_usage(pid: int) -> tuple[float, int]:
