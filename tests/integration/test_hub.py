@@ -48,21 +48,23 @@ def test_alice_logs_in_and_her_auth_state_holds_exchanged_tokens(hub, hub_admin,
     assert user["admin"] is False and user["groups"] == ["escape/users"]
 
 
-def test_a_tampered_state_is_refused_without_a_server_error(hub):
+def _at_the_callback(hub) -> tuple[requests.Session, dict]:
+    """Alice logged in at the IAM, stopped before her browser follows the redirect back: (browser, its query)."""
     browser = requests.Session()
     callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
                      stop_at=f"{hub.url}/hub/oauth_callback")
-    query = parse_qs(urlparse(callback).query)
+    return browser, parse_qs(urlparse(callback).query)
+
+
+def test_a_tampered_state_is_refused_without_a_server_error(hub):
+    browser, query = _at_the_callback(hub)
     forged = f"{hub.url}/hub/oauth_callback?code={query['code'][0]}&state=forged"
     answer = browser.get(forged, allow_redirects=False, timeout=30)
     assert 400 <= answer.status_code < 500
 
 
 def test_a_code_the_iam_refuses_gives_a_log_in_again_page_not_a_server_error(hub):
-    browser = requests.Session()
-    callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
-                     stop_at=f"{hub.url}/hub/oauth_callback")
-    query = parse_qs(urlparse(callback).query)
+    browser, query = _at_the_callback(hub)
     bogus = f"{hub.url}/hub/oauth_callback?code=spent-or-forged&state={query['state'][0]}"
     answer = browser.get(bogus, allow_redirects=False, timeout=30)
     assert answer.status_code == 400

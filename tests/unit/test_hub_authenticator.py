@@ -1,7 +1,6 @@
 """EscapeIAMAuthenticator's own decisions: configuration checks, when to refresh, and never a stale token."""
 
 import asyncio
-import os
 import time
 
 import pytest
@@ -14,14 +13,6 @@ from hub_plugins.token_exchange import ExchangeError
 
 ENDPOINTS = {"authorize_url": "http://iam/authorize", "token_url": "http://iam/token",
              "userdata_url": "http://iam/userinfo", "issuer": "http://iam/"}
-
-
-@pytest.fixture
-def crypt_key(monkeypatch):
-    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", os.urandom(32).hex())
-    CryptKeeper.clear_instance()
-    yield
-    CryptKeeper.clear_instance()
 
 
 def make(**kw):

@@ -3,12 +3,10 @@
 import asyncio
 import io
 import json
-import os
 import socket
 import time
 
 import pytest
-from jupyterhub.crypto import CryptKeeper
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
 from hub_plugins.authenticator import EscapeIAMAuthenticator
@@ -66,14 +64,6 @@ def test_an_unusable_document_is_a_clear_error_that_tells_outage_from_misconfigu
 def test_no_issuer_says_what_to_set():
     with pytest.raises(DiscoveryError, match="issuer is not set"):
         run(discover(answering(DOC), ""))
-
-
-@pytest.fixture
-def crypt_key(monkeypatch):
-    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", os.urandom(32).hex())
-    CryptKeeper.clear_instance()
-    yield
-    CryptKeeper.clear_instance()
 
 
 def _closed_port() -> int:
