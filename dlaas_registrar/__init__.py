@@ -1,0 +1,1 @@
+"""The DLaaS registration service: registers users' scratch files in Rucio on their behalf (see app.py)."""

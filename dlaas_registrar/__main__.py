@@ -1,0 +1,3 @@
+from dlaas_registrar.app import main
+
+main()
