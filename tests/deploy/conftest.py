@@ -71,6 +71,33 @@ def docs(text: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
+@pytest.fixture(scope="session")
+def overlays(deploy) -> dict[str, list[dict]]:
+    """Every cluster's kustomize-built apps overlay: what Flux applies for it."""
+    built = {}
+    for env in ENVS:
+        r = deploy.kustomize(FLUX / "apps" / env)
+        assert r.returncode == 0, f"kustomize build flux/apps/{env}: {r.stderr}"
+        built[env] = docs(r.stdout)
+    return built
+
+
+@pytest.fixture(scope="session")
+def infrastructure(deploy) -> list[dict]:
+    r = deploy.kustomize(FLUX / "infrastructure")
+    assert r.returncode == 0, r.stderr
+    return docs(r.stdout)
+
+
+def render(deploy, values: dict, tmp_path: Path, chart: Path = CHARTS / "dlaas") -> list[dict]:
+    """The dlaas chart rendered by the pinned helm with `values` (as Flux would hand them over)."""
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values))
+    out = deploy.template(chart, path)
+    assert out.returncode == 0, out.stderr
+    return docs(out.stdout)
+
+
 def deep_merge(base, override):
     """Helm/Flux values merge: maps merge key by key, anything else (lists included) is replaced."""
     if isinstance(base, dict) and isinstance(override, dict):

@@ -3,11 +3,14 @@
     .venvs/main/bin/python tests/deploy/hub_config_check.py VALUES.json
 
 Writes a jupyterhub_config.py that applies the values the way z2jh's hub does for the parts DLaaS uses
-(hub.config sections, hub.loadRoles, then hub.extraConfig snippets in key order), loads it with
-JupyterHub.load_config_file, resolves JupyterHub.authenticator_class through its entry point and instantiates the
-authenticator (its own startup checks run: crypt key, auth_state, exchange targets). No server is started and
-nothing is contacted. Needs JUPYTERHUB_CRYPT_KEY and OAUTH_CLIENT_SECRET in the environment (z2jh's hub.extraEnv
-provides them from the Secret). Prints a JSON report; exit 1 when anything is wrong.
+(hub.config sections, hub.services with a generated api_token, hub.loadRoles, then hub.extraConfig snippets in key
+order), loads it with JupyterHub.load_config_file, resolves JupyterHub.authenticator_class through its entry point
+and instantiates the authenticator (its own startup checks run: crypt key, auth_state, exchange targets). No server
+is started and nothing is contacted. Needs JUPYTERHUB_CRYPT_KEY and OAUTH_CLIENT_SECRET in the environment (z2jh's
+hub.extraEnv provides them from the Secret). Prints a JSON report; exit 1 when anything is wrong.
+
+KubeSpawner is not installed here: the names under hub.config.KubeSpawner are checked against the KubeSpawner 7
+traits listed in z2jh_keys.KUBESPAWNER_TRAITS instead of the class.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ hub = values.get("hub", {{}})
 for section, traits in (hub.get("config") or {{}}).items():
     for name, value in traits.items():
         setattr(c[section], name, value)
+services = []
+for name, service in (hub.get("services") or {{}}).items():
+    service = dict(service, name=service.get("name", name))
+    service.pop("apiToken", None)
+    service["api_token"] = "generated-by-z2jh-" + name
+    services.append(service)
+if services:
+    c.JupyterHub.services = services
 roles = []
 for name, role in (hub.get("loadRoles") or {{}}).items():
     roles.append({{"name": name, **role}})
@@ -33,6 +44,9 @@ if roles:
 for key in sorted(hub.get("extraConfig") or {{}}):
     exec(compile(hub["extraConfig"][key], "hub.extraConfig." + key, "exec"), {{"c": c, "get_config": lambda: c}})
 '''
+
+
+USERNAME_PROBES = ["alice", "john.doe", "j_doe-2", "../bob", "bob/x", "alice\n", "Alice", ".hidden", "a" * 65]
 
 
 class FakeHub:
@@ -56,6 +70,8 @@ def check(values: dict) -> dict:
 
     from hub_plugins.spawner_env import DataLakeEnvironment
 
+    from z2jh_keys import KUBESPAWNER_TRAITS  # next to this script (its directory is on sys.path)
+
     report: dict = {"errors": []}
     with tempfile.TemporaryDirectory(prefix="dlaas-hubcfg-") as tmp:
         path = Path(tmp) / "jupyterhub_config.py"
@@ -69,7 +85,18 @@ def check(values: dict) -> dict:
         "JupyterHub": JupyterHub, "Authenticator": Authenticator, "Spawner": Spawner,
         "DataLakeEnvironment": DataLakeEnvironment, auth_cls.__name__: auth_cls,
     }
+    from jupyterhub.services.service import Service
+
+    for name, service in (values.get("hub", {}).get("services") or {}).items():
+        for key in sorted(set(service) - {"apiToken"}):
+            if not Service.class_traits().get(key):  # what JupyterHub's init_services refuses
+                report["errors"].append(f"hub.services.{name}.{key}: not a field of a JupyterHub service")
     for section, traits in (values.get("hub", {}).get("config") or {}).items():
+        if section == "KubeSpawner":
+            for name in sorted(set(traits) - KUBESPAWNER_TRAITS):
+                report["errors"].append(f"hub.config.KubeSpawner.{name}: not a KubeSpawner trait DLaaS knows "
+                                        "(tests/deploy/z2jh_keys.py KUBESPAWNER_TRAITS)")
+            continue
         cls = known.get(section)
         if cls is None:
             report["errors"].append(f"hub.config.{section}: no class of that name is loaded by the hub")
@@ -96,8 +123,14 @@ def check(values: dict) -> dict:
         "refresh_margin": authenticator.refresh_margin,
         "handlers": [h[0] for h in authenticator.get_handlers(app)],
     }
+    # Which names the hub would accept as user names (they become directory names: the scratch subPath).
+    report["username_accepted"] = {name: bool(authenticator.validate_username(name)) for name in USERNAME_PROBES}
     report["custom_scopes"] = sorted(app.custom_scopes)
     report["load_roles"] = app.load_roles
+    report["services"] = app.services
+    report["admin_users"] = sorted(app.config.Authenticator.get("admin_users", set()))
+    report["kubespawner"] = {k: v for k, v in app.config.KubeSpawner.items() if k != "pre_spawn_hook"}
+    report["token_expires_in_max_seconds"] = app.config.JupyterHub.get("token_expires_in_max_seconds")
     spawner_cfg = app.config.Spawner
     report["server_token_scopes"] = list(spawner_cfg.get("server_token_scopes", []))
     hook = app.config.KubeSpawner.get("pre_spawn_hook")

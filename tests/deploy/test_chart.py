@@ -1,21 +1,39 @@
 """charts/dlaas: lint and render with a real helm, validate every object strictly, and check what operators rely on
-(privileged EOS FUSEx with Bidirectional propagation, a closed XCache, CronJobs running the real console scripts)."""
+(privileged EOS FUSEx with Bidirectional propagation, a closed XCache, RBAC that cannot touch a pod template, the
+registrar wired to the hub and Rucio, CronJobs and services running the real console scripts)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.deploy.conftest import CHARTS, REPO, docs
+from dlaas_xcache import allow_list, serve
+from tests.deploy.conftest import CHARTS, ENVS, REPO, docs, release_values
+from tests.deploy.pod_security import pod_templates
 
 CHART = CHARTS / "dlaas"
-VALUES_FILES = [None, CHART / "ci" / "render-all-values.yaml", REPO / "flux" / "apps" / "base" / "dlaas" / "values.yaml"]
-IDS = ["defaults", "render-all", "flux-base"]
+SOURCES = [None, "render-all", *ENVS]
+# Kinds whose objects are, or create, pod templates: a ServiceAccount that may change one runs any pod it likes.
+POD_TEMPLATE_RESOURCES = {"pods", "podtemplates", "deployments", "daemonsets", "statefulsets", "replicasets",
+                          "replicationcontrollers", "jobs", "cronjobs"}
+
+
+def values_file(source, overlays, tmp_path):
+    """None (chart defaults), the render-all file, or a cluster's values as Flux hands them to the release."""
+    if source is None:
+        return None
+    if source == "render-all":
+        return CHART / "ci" / "render-all-values.yaml"
+    path = tmp_path / f"{source}-values.json"
+    path.write_text(json.dumps(release_values(overlays[source], "dlaas")))
+    return path
 
 
 def by_kind(objects, kind):
@@ -29,8 +47,9 @@ def rendered(deploy):
     return docs(out.stdout)
 
 
-@pytest.mark.parametrize("values", VALUES_FILES, ids=IDS)
-def test_lint_template_and_strict_validation(deploy, values, tmp_path):
+@pytest.mark.parametrize("source", SOURCES, ids=["defaults", *SOURCES[1:]])
+def test_lint_template_and_strict_validation(deploy, overlays, source, tmp_path):
+    values = values_file(source, overlays, tmp_path)
     extra = [values] if values else []
     lint = deploy.helm("lint", CHART, "--strict", *sum((["-f", v] for v in extra), []))
     assert lint.returncode == 0, lint.stdout + lint.stderr
@@ -45,8 +64,8 @@ def test_lint_template_and_strict_validation(deploy, values, tmp_path):
 
 def test_render_all_values_renders_every_template(deploy, rendered):
     kinds = sorted({o["kind"] for o in rendered})
-    assert kinds == sorted(["ConfigMap", "CronJob", "DaemonSet", "Deployment", "NetworkPolicy", "Role",
-                            "RoleBinding", "Service", "ServiceAccount"])
+    assert kinds == sorted(["ConfigMap", "CronJob", "DaemonSet", "Deployment", "NetworkPolicy", "PersistentVolume",
+                            "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "ServiceAccount"])
     text = deploy.template(CHART, CHART / "ci" / "render-all-values.yaml").stdout
     templates = {p.name for p in (CHART / "templates").glob("*.yaml")}
     sources = {line.rsplit("/", 1)[1] for line in text.splitlines() if line.startswith("# Source: dlaas/templates/")}
@@ -80,7 +99,14 @@ def test_schema_declares_additional_properties_on_every_object():
     ({"eos": {"instances": [{"name": "escape", "mgm": "m", "remoteMountDir": "/eos/x/", "mount": "/x"}]}}, "mount"),
     ({"scratchCleanup": {"enabled": True, "schedule": "every day"}}, "schedule"),
     ({"eos": {"image": {"repository": "r", "tag": "t", "pullPolicy": "Sometimes"}}}, "pullPolicy"),
-], ids=["unknown-key", "unknown-nested-key", "bad-cron", "bad-enum"])
+    ({"eos": {"instances": [{"name": "escape\n", "mgm": "m", "remoteMountDir": "/eos/x/"}]}}, "name"),
+    ({"namespaces": {"hub": "dlaas\n", "eos": "dlaas-eos", "cache": "dlaas-cache"}}, "hub"),
+    ({"registrar": {"enabled": True, "scratchRse": "DLAAS-SCRATCHDISK"}}, "scratchRse"),
+    ({"eos": {"instances": [{"name": "scratch", "mgm": "m", "remoteMountDir": "/eos/x/"}]}}, "name"),
+    ({"eos": {"nodeSelector": {"hub.jupyter.org/node-purpose": None}}}, "nodeSelector"),
+], ids=["unknown-key", "unknown-nested-key", "bad-cron", "bad-enum", "name-with-trailing-newline",
+        "namespace-with-trailing-newline", "scratch-rse-any-account-may-register-on", "instance-named-scratch",
+        "eos-on-every-node-unpinned"])
 def test_bad_values_fail_lint_and_template(deploy, tmp_path, patch, needle):
     bad = tmp_path / "bad-values.yaml"
     bad.write_text(yaml.safe_dump(patch))
@@ -105,60 +131,223 @@ def test_broken_template_fails_validation(deploy, tmp_path):
 
 def test_eos_fusex_daemonset_is_privileged_with_bidirectional_mount(rendered):
     (ds,) = by_kind(rendered, "DaemonSet")
+    assert ds["metadata"]["namespace"] == "dlaas-eos"
     containers = ds["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["eosxd-escape", "eosxd-user"]
+    assert [c["name"] for c in containers] == ["eosxd-escape", "eosxd-user", "eosxd-scratch"]
+    expected_volume = {"eosxd-escape": ("eos", "/eos"), "eosxd-user": ("eos", "/eos"),
+                       "eosxd-scratch": ("scratch", "/var/lib/dlaas")}
     for c in containers:
         assert c["securityContext"]["privileged"] is True
-        eos = next(m for m in c["volumeMounts"] if m["name"] == "eos")
-        assert eos["mountPropagation"] == "Bidirectional" and eos["mountPath"] == "/eos"
+        name, path = expected_volume[c["name"]]
+        mount = next(m for m in c["volumeMounts"] if m["name"] == name)
+        assert mount["mountPropagation"] == "Bidirectional" and mount["mountPath"] == path
     volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
     assert volumes["eos"]["hostPath"]["path"] == "/eos"
+    assert volumes["scratch"]["hostPath"]["path"] == "/var/lib/dlaas"
     assert volumes["sss-keytab"]["secret"]["secretName"] == "dlaas-eos-sss"
     assert volumes["sss-keytab"]["secret"]["defaultMode"] == 0o400
     config = next(c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == "dlaas-eos-fusex")
     fuse = json.loads(config["data"]["fuse.user.conf"])
     assert fuse["hostport"] == "eos-user.example.org:1094" and fuse["localmountdir"] == "/eos/user"
     assert fuse["auth"]["oauth2"] == 1 and fuse["auth"]["sss"] == 1
+    # The scratch area: its own instance, mounted outside /eos (the claim of user pods' /eos does not show it).
+    scratch = json.loads(config["data"]["fuse.scratch.conf"])
+    assert scratch["localmountdir"] == "/var/lib/dlaas/eos-scratch"
+    assert scratch["remotemountdir"] == "/eos/escape/dlaas-scratch/"
 
 
-def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered):
-    (svc,) = by_kind(rendered, "Service")
-    assert svc["spec"]["ports"][0]["port"] == 1094
+USERS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dlaas"}},
+         "podSelector": {"matchLabels": {"component": "singleuser-server", "app": "jupyterhub"}}}
+HUB = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dlaas"}},
+       "podSelector": {"matchLabels": {"component": "hub", "app": "jupyterhub"}}}
+DNS = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+       "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def named(objects, kind, name):
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered, tmp_path):
+    svc = named(rendered, "Service", "dlaas-xcache")
+    assert svc["metadata"]["namespace"] == "dlaas-cache" and svc["spec"]["ports"][0]["port"] == 1094
     policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(rendered, "NetworkPolicy")}
     xc = policies["dlaas-xcache"]
-    assert xc["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"component": "singleuser-server",
-                                                                        "app": "jupyterhub"}}}],
-                              "ports": [{"protocol": "TCP", "port": 1094}]}]
+    # User pods live in another namespace: the peer names it, not just their labels.
+    assert xc["ingress"] == [{"from": [USERS], "ports": [{"protocol": "TCP", "port": 1094}]}]
     assert policies["dlaas-scratch-cleanup"]["policyTypes"] == ["Ingress", "Egress"]
     assert "egress" not in policies["dlaas-scratch-cleanup"]  # no network at all
-    origins = next(c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == "dlaas-xcache-origins")
+    origins = named(rendered, "ConfigMap", "dlaas-xcache-origins")
     assert origins["data"]["origins.cfg"].split("\n")[:2] == ["pss.permit eos.example.org",
                                                               "pss.permit origin.example.net:1094"]
-    cfg = next(c for c in by_kind(rendered, "ConfigMap") if c["metadata"]["name"] == "dlaas-xcache")["data"]
-    lines = cfg["xcache.cfg"].splitlines()
-    assert "pss.origin =" in lines and "continue /etc/xcache/origins/" in lines
+    config = named(rendered, "ConfigMap", "dlaas-xcache")["data"]["xcache.cfg"]
+    lines = config.splitlines()
+    assert "pss.origin =" in lines
     assert "pfc.prefetch 10" in lines and "pfc.blocksize 1M" in lines  # read-ahead: first reads not per-block RTT
-    # pss.permit is backed by path rules derived from the same list before xrootd starts
-    assert "ofs.authorize 1" in lines and "acc.authdb /var/run/xrootd/origins.authdb" in lines
-    dep = next(d for d in by_kind(rendered, "Deployment") if d["metadata"]["name"] == "dlaas-xcache")["spec"]["template"]
-    (init,) = dep["spec"]["initContainers"]
-    assert init["command"][0] == "dlaas-xcache-authdb" and "/var/run/xrootd/origins.authdb" in init["command"]
-    assert {m["name"] for m in init["volumeMounts"]} == {"origins", "run"}
+    pod = named(rendered, "Deployment", "dlaas-xcache")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    (container,) = pod["containers"]
+    assert container["command"] == [
+        "dlaas-xcache-serve", "--config", "/etc/xcache/xcache.cfg", "--origins", "/etc/xcache/origins/origins.cfg",
+        "--authdb", "/var/run/xrootd/origins.authdb", "--permit-file", "/var/run/xrootd/origins.cfg",
+        "--", "-l", "-", "-n", "xcache"]
+    # The wrapper's own start check: the configuration loads the path rules and the checked list it writes.
+    cfg = tmp_path / "xcache.cfg"
+    cfg.write_text(config)
+    args = dict(zip(container["command"][1:9:2], container["command"][2:9:2]))
+    assert serve.config_problem(cfg, Path(args["--authdb"]), Path(args["--permit-file"])) is None
+    cfg.write_text(config.replace("continue /var/run/xrootd/origins.cfg", "continue /etc/xcache/origins/"))
+    assert "lacks `continue /var/run/xrootd/origins.cfg`" in serve.config_problem(
+        cfg, Path(args["--authdb"]), Path(args["--permit-file"]))
+    # ... and the initial list is one it accepts.
+    assert [o.netloc for o in allow_list.parse(origins["data"]["origins.cfg"])] == [
+        "eos.example.org:1094", "origin.example.net:1094"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    # The allow-list is the whole ConfigMap directory (no subPath): the kubelet updates it in place when the origin
+    # sync rewrites it, and the wrapper notices. The authdb goes to a writable emptyDir.
+    assert "subPath" not in mounts["/etc/xcache/origins"]
+    assert volumes[mounts["/etc/xcache/origins"]["name"]]["configMap"]["name"] == "dlaas-xcache-origins"
+    assert "emptyDir" in volumes[mounts["/var/run/xrootd"]["name"]]
+    assert pod["automountServiceAccountToken"] is False
     assert not [ln for ln in lines if "#" in ln]  # xrootd reads trailing comments as arguments
 
 
-def test_origin_sync_job_may_touch_only_its_configmap_and_the_cache(rendered):
+def pod_template_grants(role) -> list[str]:
+    """What in a Role/ClusterRole lets its holder create or change pods or pod templates (or anything at all)."""
+    found = []
+    for rule in role.get("rules", []):
+        resources, verbs = set(rule.get("resources", [])), set(rule.get("verbs", []))
+        if "*" in resources or "*" in verbs or "*" in rule.get("apiGroups", []):
+            found.append(f"wildcard in {rule}")
+        touched = {r.split("/")[0] for r in resources} & POD_TEMPLATE_RESOURCES
+        if touched and verbs - {"get", "list", "watch"}:
+            found.append(f"{sorted(verbs)} on {sorted(touched)}")
+    return found
+
+
+def test_origin_sync_may_only_rewrite_its_own_configmap(rendered):
     (role,) = by_kind(rendered, "Role")
+    assert role["metadata"]["namespace"] == "dlaas-cache"
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["dlaas-xcache-origins"],
          "verbs": ["get", "update", "patch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["dlaas-xcache"],
-         "verbs": ["get", "patch"]},
     ]
-    job = next(c for c in by_kind(rendered, "CronJob") if c["metadata"]["name"] == "dlaas-xcache-origin-sync")
+    job = named(rendered, "CronJob", "dlaas-xcache-origin-sync")
     (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["command"][0] == "dlaas-xcache-origin-sync"
     assert "--configmap=dlaas-xcache-origins" in container["command"]
+    assert not [a for a in container["command"] if a.startswith("--restart-deployment")]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=["defaults", *SOURCES[1:]])
+def test_no_service_account_of_ours_may_create_or_change_pod_templates(deploy, overlays, source, tmp_path):
+    values = values_file(source, overlays, tmp_path)
+    out = deploy.template(CHART, *([values] if values else []))
+    assert out.returncode == 0, out.stderr
+    objects = docs(out.stdout)
+    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    for role in by_kind(objects, "Role"):
+        assert pod_template_grants(role) == [], role["metadata"]["name"]
+    # Only the origin sync gets an API token at all.
+    with_token = [name for _, name, spec in pod_templates(objects)
+                  if spec.get("automountServiceAccountToken") is not False]
+    assert with_token in ([], ["CronJob/dlaas-xcache-origin-sync"])
+
+
+def test_the_old_origin_sync_role_would_be_caught():
+    old = {"rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["dlaas-xcache-origins"],
+                      "verbs": ["get", "update", "patch"]},
+                     {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["dlaas-xcache"],
+                      "verbs": ["get", "patch"]}]}
+    assert pod_template_grants(old) == ["['get', 'patch'] on ['deployments']"]
+    assert pod_template_grants({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}]})
+    assert pod_template_grants({"rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]})
+
+
+def test_origin_sync_reaches_only_cric_and_the_api_server(rendered):
+    policy = named(rendered, "NetworkPolicy", "dlaas-xcache-origin-sync")["spec"]
+    assert "ingress" not in policy and policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["egress"] == [
+        DNS,
+        {"to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+        {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "192.0.2.10/32"}}],
+         "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
+    ]
+
+
+def test_origin_sync_without_addresses_is_refused(deploy, tmp_path):
+    bad = tmp_path / "values.yaml"
+    bad.write_text(yaml.safe_dump({"originSync": {"enabled": True, "cricCIDRs": ["198.51.100.7/32"]}}))
+    out = deploy.template(CHART, bad)
+    assert out.returncode != 0 and "set originSync.apiServerCIDRs" in out.stderr
+
+
+def test_registrar_serves_users_and_the_hub_only_and_reads_scratch_read_only(rendered):
+    dep = named(rendered, "Deployment", "dlaas-registrar")
+    assert dep["metadata"]["namespace"] == "dlaas"
+    template = dep["spec"]["template"]
+    pod = template["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/escape-dlaas/dlaas-hub:0.1.0"  # the hub image carries the registrar
+    assert container["command"][:9] == ["dlaas-registrar", "--ip", "0.0.0.0", "--port", "8090",
+                                        "--scratch-root", "/scratch-root", "--scratch-rse", "DLAAS-SCRATCH"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["JUPYTERHUB_API_TOKEN"] == {"name": "JUPYTERHUB_API_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "hub", "key": "hub.services.dlaas-registrar.apiToken"}}}
+    assert env["JUPYTERHUB_API_URL"]["value"] == "http://hub:8081/hub/api"
+    assert env["JUPYTERHUB_SERVICE_NAME"]["value"] == "dlaas-registrar"
+    assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == "/services/dlaas-registrar/"
+    assert not [e for e in container["env"] if "value" in e and "token" in e["value"].lower()]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    # RUCIO_CONFIG is the file of the existing Secret; the Secret is in the hub namespace, never in the chart.
+    assert env["RUCIO_CONFIG"]["value"] == mounts["rucio-config"]["mountPath"] + "/rucio.cfg"
+    assert volumes["rucio-config"]["secret"]["secretName"] == "dlaas-registrar-rucio"
+    assert volumes["rucio-config"]["secret"]["items"] == [{"key": "rucio.cfg", "path": "rucio.cfg"}]
+    assert not by_kind(rendered, "Secret")
+    # Every user's scratch directory, read-only, from the scratch claim.
+    assert mounts["scratch"]["mountPath"] == "/scratch-root" and mounts["scratch"]["readOnly"] is True
+    assert volumes["scratch"]["persistentVolumeClaim"] == {"claimName": "dlaas-scratch", "readOnly": True}
+    assert volumes["rucio-tokens"]["emptyDir"]["medium"] == "Memory"
+    assert "--Registrar.rucio_token_dir=/var/run/dlaas-registrar/rucio-tokens" in container["command"]
+    assert pod["automountServiceAccountToken"] is False
+    # z2jh's hub NetworkPolicy admits it to the hub API by this label.
+    assert template["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/services/dlaas-registrar/api/health", "port": "http"}
+    svc = named(rendered, "Service", "dlaas-registrar")
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8090, "targetPort": "http", "protocol": "TCP"}]
+    policy = named(rendered, "NetworkPolicy", "dlaas-registrar")["spec"]
+    assert policy["podSelector"]["matchLabels"] == svc["spec"]["selector"]
+    assert policy["ingress"] == [{"from": [USERS, HUB], "ports": [{"protocol": "TCP", "port": 8090}]}]
+    assert policy["egress"] == [
+        DNS,
+        {"to": [HUB], "ports": [{"protocol": "TCP", "port": 8081}]},
+        {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+    ]
+
+
+def test_registrar_accepts_the_command_line_of_its_deployment(rendered, tmp_path, monkeypatch):
+    """The Deployment's command, run through the real dlaas-registrar application up to serving."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    (container,) = named(rendered, "Deployment", "dlaas-registrar")["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert scripts[command[0]] == "dlaas_registrar.app:main"
+    from dlaas_registrar.app import Registrar
+
+    scratch = tmp_path / "scratch-root"
+    scratch.mkdir()
+    for e in container["env"]:
+        monkeypatch.setenv(e["name"], e.get("value", "a-token-from-the-secret"))
+    args = [str(scratch) if a == "/scratch-root" else a for a in command[1:]]
+    args = [a.replace("/var/run/dlaas-registrar", str(tmp_path)) for a in args]
+    app = Registrar()
+    app.initialize(args)
+    assert (app.ip, app.port, app.scratch_rse) == ("0.0.0.0", 8090, "DLAAS-SCRATCH")
+    assert app.service_prefix == "/services/dlaas-registrar/"
+    assert app.rucio_token_dir == str(tmp_path / "rucio-tokens")
+    assert os.environ["RUCIO_CONFIG"].endswith("/rucio.cfg")
 
 
 def test_scratch_cleanup_cronjob_runs_the_real_console_script(rendered, tmp_path, monkeypatch):
@@ -168,6 +357,7 @@ def test_scratch_cleanup_cronjob_runs_the_real_console_script(rendered, tmp_path
     command = container["command"]
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert command[0] in scripts
+    assert job["metadata"]["namespace"] == "dlaas"
     assert pod["volumes"] == [{"name": "scratch", "persistentVolumeClaim": {"claimName": "dlaas-scratch"}}]
     mount_path = container["volumeMounts"][0]["mountPath"]
     # Run the command line the CronJob runs (with the volume at a temporary path) through the real entry point.

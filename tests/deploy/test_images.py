@@ -1,14 +1,18 @@
-"""images/: every Dockerfile is hadolint-clean at warning level, pins its bases, ends as a non-root user; the CI
+"""images/: every Dockerfile is hadolint-clean at warning level, pins its bases, ends as a non-root user and installs
+the project only from its own wheel file (--no-index); the hub image carries the registration service; the CI
 workflow builds every image the deployment references."""
 
 from __future__ import annotations
 
 import re
+import shlex
+import sys
+import tomllib
 
 import pytest
 import yaml
 
-from tests.deploy.conftest import CHARTS, FLUX, IMAGES, REPO
+from tests.deploy.conftest import CHARTS, FLUX, IMAGES, REPO, run
 
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
 WORKFLOW = REPO / ".github" / "workflows" / "images.yaml"
@@ -36,7 +40,7 @@ def test_pinned_bases_and_non_root_user(dockerfile):
             image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), image)
             name = ln.split()[-1] if " AS " in ln else None
             if image not in stages:
-                assert re.search(r":[\w.-]*\d[\w.-]*$|@sha256:", image), f"unpinned base image {image}"
+                assert re.search(r":[\w.-]*\d[\w.-]*\Z|@sha256:", image), f"unpinned base image {image}"
                 assert not image.endswith(":latest")
             if name:
                 stages.add(name)
@@ -71,3 +75,106 @@ def test_workflow_builds_every_image_the_deployment_uses():
         p.read_text() for p in [*FLUX.rglob("*.yaml"), *CHARTS.rglob("values*.yaml")])))
     assert referenced and referenced <= set(built)
     assert workflow["permissions"] == {"contents": "read", "packages": "write"}
+
+
+PROJECT = re.compile(r"escape[-_.]dlaas", re.I)
+
+
+def run_commands(dockerfile_text: str) -> list[str]:
+    """The shell commands of every RUN instruction, continuation lines joined, split at &&."""
+    logical, current = [], ""
+    for line in dockerfile_text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        current += " " + (stripped[:-1] if stripped.endswith("\\") else stripped)
+        if not stripped.endswith("\\"):
+            logical.append(current.strip())
+            current = ""
+    commands = []
+    for instruction in logical:
+        if instruction.upper().startswith("RUN "):
+            commands += [c.strip() for c in instruction[4:].split("&&") if c.strip()]
+    return commands
+
+
+def project_install_problems(dockerfile_text: str) -> list[str]:
+    """How a Dockerfile could install escape-dlaas from an index instead of the wheel built from this repository."""
+    problems = []
+    for command in run_commands(dockerfile_text):
+        words = shlex.split(command)
+        if "pip" not in " ".join(words[:3]) or "install" not in words:
+            continue
+        if "--find-links" in words or "-f" in words or any(w.startswith("--find-links=") for w in words):
+            problems.append(f"--find-links: {command}")
+        targets = [w for w in words if PROJECT.search(w)]
+        for target in targets:
+            if not re.fullmatch(r"/\S+/escape_dlaas-\$\{DLAAS_VERSION\}-py3-none-any\.whl", target):
+                problems.append(f"not the wheel file by path: {target}")
+        if targets and not {"--no-index", "--no-deps"} <= set(words):
+            problems.append(f"the wheel is installed without --no-index --no-deps: {command}")
+    return problems
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_the_project_is_installed_from_its_own_wheel_only(dockerfile):
+    text = dockerfile.read_text()
+    assert project_install_problems(text) == []
+    installs = [c for c in run_commands(text) if PROJECT.search(c) and "pip install" in c]
+    if dockerfile.parent.name == "singleuser-root":
+        assert installs == []  # built on the base image, installs nothing of ours
+    else:
+        assert len(installs) == 1, installs
+        # Its dependencies came from the requirements derived from pyproject.toml, in an earlier pip call.
+        assert any("--requirement /tmp/wheels/requirements.txt" in c for c in run_commands(text))
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ('RUN pip install --no-cache-dir --find-links /tmp/wheels "escape-dlaas[hub]==${DLAAS_VERSION}"',
+     "--find-links"),
+    ('RUN pip install --no-index --no-deps "escape-dlaas==${DLAAS_VERSION}"', "not the wheel file by path"),
+    ('RUN pip install --no-deps "/tmp/wheels/escape_dlaas-${DLAAS_VERSION}-py3-none-any.whl"',
+     "the wheel is installed without --no-index"),
+    ('RUN python3 -m venv /v \\\n    && /v/bin/pip install -f /w escape_dlaas', "--find-links"),
+], ids=["find-links-by-name", "by-name", "no-index-missing", "venv-pip-short-flag"])
+def test_an_install_an_index_could_win_is_caught(bad, problem):
+    assert any(p.startswith(problem) for p in project_install_problems(bad)), project_install_problems(bad)
+
+
+def test_project_requirements_expands_extras_and_refuses_unknown_ones(tmp_path):
+    script = IMAGES / "project_requirements.py"
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('''[project]
+name = "escape-dlaas"
+dependencies = ["requests>=2.31"]
+[project.optional-dependencies]
+hub = ["jupyterhub==6.1.1"]
+registrar = ["escape-dlaas[hub]", "rucio-clients==41.5.1"]
+''')
+    r = run([sys.executable, script, pyproject, "registrar"])
+    assert r.returncode == 0 and r.stdout.split() == ["requests>=2.31", "jupyterhub==6.1.1", "rucio-clients==41.5.1"]
+    r = run([sys.executable, script, pyproject, "hubb"])
+    assert r.returncode == 1 and "pyproject.toml has no extra 'hubb'" in r.stderr
+
+
+def test_every_extra_the_images_ask_for_exists():
+    extras = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    for dockerfile in DOCKERFILES:
+        for command in run_commands(dockerfile.read_text()):
+            if "project_requirements.py" in command:
+                asked = shlex.split(command.split(">")[0])[3:]
+                assert asked and set(asked) <= extras, f"{dockerfile}: {asked}"
+
+
+def test_the_hub_image_carries_the_registration_service():
+    text = (IMAGES / "hub" / "Dockerfile").read_text()
+    # Built into the same wheel, with the dependencies of its extra, and checked at build time.
+    assert "COPY dlaas_registrar ./dlaas_registrar" in text
+    commands = run_commands(text)
+    assert "command -v dlaas-registrar" in commands and 'python -c "import dlaas_registrar.app"' in commands
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["dlaas-registrar"] == "dlaas_registrar.app:main"
+    assert any(p.startswith("dlaas_registrar") for p in project["tool"]["setuptools"]["packages"]["find"]["include"])
+    # The chart runs the registrar from this image.
+    values = yaml.safe_load((CHARTS / "dlaas" / "values.yaml").read_text())
+    assert values["registrar"]["image"]["repository"].endswith("/dlaas-hub")

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 FREE = object()
 
+#: KubeSpawner 7 (the z2jh 4.3 hub image's) traits DLaaS sets through hub.config.KubeSpawner; kubespawner is not
+#: installed here, so tests/deploy/hub_config_check.py checks the names against this set.
+KUBESPAWNER_TRAITS = frozenset({"pod_security_context", "container_security_context"})
+
 _IMAGE = {"name": None, "tag": None, "pullPolicy": None, "pullSecrets": FREE}
 _NETPOL = {
     "enabled": None,
@@ -191,7 +195,24 @@ Z2JH_KEYS = {
         "profileList": FREE,
     },
     "scheduling": {
-        "userScheduler": FREE,
+        "userScheduler": {
+            "enabled": None,
+            "revisionHistoryLimit": None,
+            "replicas": None,
+            "image": _IMAGE,
+            "pdb": _PDB,
+            "nodeSelector": FREE,
+            "tolerations": FREE,
+            "labels": FREE,
+            "annotations": FREE,
+            "containerSecurityContext": FREE,
+            "logLevel": None,
+            "plugins": FREE,
+            "pluginConfig": FREE,
+            "resources": FREE,
+            "serviceAccount": FREE,
+            "extraPodSpec": FREE,
+        },
         "podPriority": {
             "enabled": None,
             "globalDefault": None,
@@ -233,7 +254,7 @@ Z2JH_KEYS = {
         "continuous": {"enabled": None, "serviceAccount": FREE},
         "pullProfileListImages": None,
         "extraImages": FREE,
-        "pause": FREE,
+        "pause": {"containerSecurityContext": FREE, "image": _IMAGE},
     },
     "ingress": {
         "enabled": None,
