@@ -73,7 +73,7 @@ def main() -> int:
         for i in range(args.files):
             (small_dir / f"f{i:05d}.bin").write_bytes(os.urandom(SMALL))
     origins = state / "origins.cfg"
-    origins.write_text("pss.permit 127.0.0.1\n")
+    origins.write_text(f"pss.permit 127.0.0.1:{settings.xrootd_port}\n")  # the cache serves exactly this origin
     xr = XRootDService(settings, export_root=state / "rses", exports=["/EULAKE-1"], origins_file=origins,
                        delay_ms=args.delay_ms)
     out = state / "out"

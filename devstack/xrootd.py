@@ -12,9 +12,10 @@ The cache reaches root://127.0.0.1:<origin port> across the same injected delay 
 so benchmarks compare direct and cached reads fairly (`delay`: one way, each direction; tc netem is not available
 here). The namespace disappears with the supervisor's processes: nothing global is created or left behind.
 
-The cache's allow-list (`pss.permit` lines, written by dlaas-xcache-origin-sync from CRIC) is a file; when its
-content changes the supervisor restarts the cache to load it (xrootd has no reload). A list without any
-`pss.permit` line is refused: XCache without one is an open proxy.
+The cache's allow-list (`pss.permit host:port` lines, written by dlaas-xcache-origin-sync from CRIC) is a file; the
+cache runs under dlaas_xcache.serve's `CacheRunner`, as in Kubernetes: it checks the list, derives the path rules
+from it, and restarts the cache when the list's content changes (xrootd has no reload). A list without any
+`pss.permit` origin is refused (XCache without one is an open proxy); a broken new list keeps the running cache.
 
 `XRootDService` runs the supervisor as a devstack service; `status()` reads the supervisor's status file (ports,
 PIDs of the two xrootd processes, how often the cache was started).
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import hashlib
 import json
 import os
 import pwd
@@ -38,7 +38,8 @@ from pathlib import Path
 
 from devstack.procs import Process, Service, ServiceError, ensure_port_free, tcp_ready
 from devstack.settings import REPO, Settings
-from dlaas_xcache.origin_sync import authdb, permitted_hosts
+from dlaas_xcache.allow_list import AllowListError
+from dlaas_xcache.serve import CacheRunner, terminate
 from singleuser.token_files import write_atomically
 
 CLONE_NEWNET = 0x40000000
@@ -57,8 +58,7 @@ class Supervisor:
         self.origins = Path(args.origins_file)
         self.status_path = Path(args.status_file)
         self.children: dict[str, subprocess.Popen] = {}
-        self.cache_starts = 0
-        self.origins_digest = ""
+        self.cache: CacheRunner | None = None
         self.proxies = []
         self.stopping = False
 
@@ -128,11 +128,12 @@ class Supervisor:
                 f"all.adminpath {self.work / 'cache'}",
                 f"all.pidpath {self.work / 'cache'}",
                 # XRootD 5.5.3's pss.permit alone may answer a refused origin with another request's file: a path
-                # rule per permitted origin refuses the others first (see dlaas_xcache.origin_sync.authdb).
+                # rule per permitted origin refuses the others first (see dlaas_xcache.authdb). Both files are
+                # written by the CacheRunner from the checked allow-list.
                 "ofs.authorize 1",
                 f"acc.authdb {self.work / 'cache' / 'origins.authdb'}",
                 "acc.audit deny",
-                f"continue {self.origins}",
+                f"continue {self.work / 'cache' / 'origins.cfg'}",
                 "",
             ])
         )
@@ -156,20 +157,15 @@ class Supervisor:
         return proc
 
     def start_cache(self) -> None:
-        text = self.origins.read_text() if self.origins.exists() else ""
-        if not permitted_hosts(text):
-            raise SystemExit(f"xrootd: {self.origins} lists no `pss.permit` origin; refusing to run an open proxy: "
-                             "run dlaas-xcache-origin-sync first")
-        self.origins_digest = hashlib.sha256(text.encode()).hexdigest()
-        (self.work / "cache" / "origins.authdb").write_text(authdb(permitted_hosts(text)))
-        self.children["cache"] = self._spawn("cache", self.cache_inner)
-        self.cache_starts += 1
-
-    def restart_cache(self) -> None:
-        proc = self.children.pop("cache")
-        _terminate(proc)
-        self.start_cache()
-        print(f"xrootd: allow-list changed; cache restarted (pid {self.children['cache'].pid})", flush=True)
+        work = self.work / "cache"
+        self.cache = CacheRunner(self.origins, work / "origins.authdb", work / "origins.cfg",
+                                 spawn=lambda: self._spawn("cache", self.cache_inner),
+                                 log=lambda message: print(f"xrootd: {message}", flush=True))
+        try:
+            self.cache.start()
+        except AllowListError as e:
+            raise SystemExit(f"xrootd: {e}: run dlaas-xcache-origin-sync first") from None
+        self.children["cache"] = self.cache.proc
 
     def start(self) -> None:
         from devstack.latency_proxy import LatencyProxy
@@ -194,7 +190,8 @@ class Supervisor:
             "cache_port": self.cache_port,
             "origin_pid": self.children["origin"].pid,
             "cache_pid": self.children["cache"].pid,
-            "cache_starts": self.cache_starts,
+            "cache_starts": self.cache.starts,
+            "origin_inner_port": self.origin_inner,
             "delay_ms": self.args.delay_ms,
             "supervisor_pid": os.getpid(),
         }
@@ -214,32 +211,16 @@ class Supervisor:
                         print(f"xrootd: the {name} exited with status {proc.returncode}; see "
                               f"{self.work / 'logs' / name / (name + '.log')}", flush=True)
                         return 1
-                text = self.origins.read_text() if self.origins.exists() else ""
-                if hashlib.sha256(text.encode()).hexdigest() != self.origins_digest:
-                    if permitted_hosts(text):
-                        self.restart_cache()
-                        self.write_status()
-                    else:
-                        print(f"xrootd: {self.origins} has no pss.permit line; keeping the running cache",
-                              flush=True)
-                        self.origins_digest = hashlib.sha256(text.encode()).hexdigest()
+                if self.cache.check():
+                    self.children["cache"] = self.cache.proc
+                    self.write_status()
             return 0
         finally:
             for proxy in self.proxies:
                 proxy.stop()
             for proc in self.children.values():
-                _terminate(proc)
+                terminate(proc)
             self.status_path.unlink(missing_ok=True)
-
-
-def _terminate(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def main(argv: list[str] | None = None) -> int:

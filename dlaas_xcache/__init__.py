@@ -1,1 +1,2 @@
-"""XCache companions: the allowed-origins sync from CRIC."""
+"""XCache companions: the allow-list format (allow_list), its path rules (authdb), the sync from CRIC (origin_sync)
+and the wrapper that runs xrootd on the list and restarts it when the list changes (serve)."""

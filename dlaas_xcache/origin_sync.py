@@ -1,25 +1,22 @@
 """dlaas-xcache-origin-sync: keep the XCache's allowed origins equal to the Data Lake's storage endpoints in CRIC.
 
-The XCache forwards `root://<cache>//root://<origin>//<path>` only to origins its allow-list permits (`pss.permit`
-lines); without the list it would be an open proxy for anyone who can reach it. CRIC, the Data Lake's storage
-catalogue, knows every RSE's endpoints and changes as sites come and go. This job reads CRIC, derives the hosts of
-the RSEs' XRootD endpoints and writes the allow-list:
+The XCache forwards `root://<cache>//root://<origin>//<path>` only to origins its allow-list permits (`pss.permit
+host:port` lines, see dlaas_xcache.allow_list); without the list it would be an open proxy for anyone who can reach
+it. CRIC, the Data Lake's storage catalogue, knows every RSE's endpoints and changes as sites come and go. This job
+reads CRIC, derives the host and port of the RSEs' XRootD endpoints (1094 when CRIC gives none) and writes the list:
 
-- to a file (`--output`; the local data lake's supervisor restarts its cache when the file changes), atomically;
-- or, in Kubernetes (`--namespace --configmap --restart-deployment`), into the cache's ConfigMap, then rolls the
-  cache Deployment by stamping the list's digest on its pod template.
+- to a file (`--output`), atomically;
+- or, in Kubernetes (`--namespace --configmap`), into the cache's ConfigMap, and nothing else.
 
-Nothing is written, and the cache is not restarted, when the list did not change. When CRIC is unreachable or its
-answer is not a usable catalogue (not JSON, no RSEs, no XRootD endpoint), the previous list stays in place and the
-job exits with status 1 and a one-line reason.
+Either way the cache notices the new list itself and restarts on it (dlaas-xcache-serve, or the local data lake's
+supervisor): this job needs no right over the cache's pod template. Nothing is written when the list did not change.
+When CRIC is unreachable or its answer is not a usable catalogue (not JSON, no RSEs, no XRootD endpoint), the
+previous list stays in place and the job exits with status 1 and a one-line reason.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import ipaddress
-import json
 import re
 import sys
 import time
@@ -28,11 +25,11 @@ from pathlib import Path
 
 import requests
 
+from dlaas_xcache import allow_list
+from dlaas_xcache.allow_list import AllowListError, Origin
 from singleuser.token_files import write_atomically
 
 DEFAULT_SCHEMES = ("root", "xroot")
-DIGEST_ANNOTATION = "dlaas.escape/allowed-origins-digest"
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
 class SyncError(Exception):
@@ -41,40 +38,29 @@ class SyncError(Exception):
 
 @dataclass(frozen=True)
 class AllowList:
-    hosts: tuple[str, ...]
+    origins: tuple[Origin, ...]
     source: str
 
     def render(self) -> str:
-        # Whole-line comments only: xrootd reads a trailing `#` as an argument. No timestamp, so an unchanged
-        # catalogue gives byte-identical text (and no cache restart).
-        header = [f"# Allowed origins of this XCache: {len(self.hosts)} storage endpoints from {self.source}",
-                  "# Written by dlaas-xcache-origin-sync; edits are overwritten."]
-        return "\n".join([*header, *(f"pss.permit {h}" for h in self.hosts)]) + "\n"
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.render().encode()).hexdigest()[:16]
+        return allow_list.render(self.origins, self.source)
 
 
-def valid_host(host: str) -> bool:
-    """A DNS name or an IP address, and nothing that could smuggle another directive into the cache's config."""
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return bool(_HOST.match(host))
+def _origin_of(hostname: str, port) -> Origin:
+    """CRIC's `hostname` (`host`, `host:1094`, `[::1]:1094` or `root://host:1094/path`) and `port` -> the origin.
+
+    A port inside `hostname` wins over the `port` field; neither means 1094. Raises AllowListError.
+    """
+    netloc = re.sub(r"\A[a-z][a-z0-9+.-]*://", "", hostname.strip()).split("/", 1)[0]
+    host, embedded = allow_list.split_netloc(netloc)
+    if embedded is not None:
+        return Origin(host, embedded)
+    if port in (None, ""):
+        return Origin(host)
+    return Origin.parse(f"{Origin(host).hostpart}:{port}")  # the same port checks as the list's
 
 
-def _host_of(value: str) -> str:
-    """`root://host:1094/path`, `host:1094`, `[::1]:1094` or `host` -> the host alone."""
-    value = re.sub(r"^[a-z][a-z0-9+.-]*://", "", value.strip()).split("/", 1)[0]
-    if value.startswith("["):
-        return value[1:].split("]", 1)[0]
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
-def origin_hosts(catalogue, schemes=DEFAULT_SCHEMES) -> tuple[list[str], list[str]]:
-    """The sorted hosts of every RSE protocol with one of `schemes`, and warnings about entries that were skipped.
+def origins_of(catalogue, schemes=DEFAULT_SCHEMES) -> tuple[list[Origin], list[str]]:
+    """The sorted origins of every RSE protocol with one of `schemes`, and warnings about entries that were skipped.
 
     Accepts CRIC's `/api/doma/rse/query/?json&preset=doma` answer, `{"rses": {NAME: {"protocols": [...]}}}`, and the
     plain `{NAME: {...}}` form. A protocol is `{"scheme": "root", "hostname": "eos.example.org", "port": 1094, ...}`;
@@ -85,7 +71,7 @@ def origin_hosts(catalogue, schemes=DEFAULT_SCHEMES) -> tuple[list[str], list[st
     rses = catalogue.get("rses", catalogue)
     if not isinstance(rses, dict) or not rses:
         raise SyncError("the answer lists no RSEs")
-    hosts: set[str] = set()
+    origins: set[Origin] = set()
     warnings: list[str] = []
     for name, rse in sorted(rses.items()):
         protocols = rse.get("protocols") if isinstance(rse, dict) else None
@@ -94,18 +80,15 @@ def origin_hosts(catalogue, schemes=DEFAULT_SCHEMES) -> tuple[list[str], list[st
         if not isinstance(protocols, list):
             continue
         for proto in protocols:
-            if not isinstance(proto, dict) or proto.get("scheme") not in schemes:
+            if not isinstance(proto, dict) or proto.get("scheme") not in schemes or not proto.get("hostname"):
                 continue
-            host = _host_of(str(proto.get("hostname") or ""))
-            if not host:
-                continue
-            if not valid_host(host):
-                warnings.append(f"skipped RSE {name}: {proto.get('hostname')!r} is not a host name")
-                continue
-            hosts.add(host.lower())
-    if not hosts:
+            try:
+                origins.add(_origin_of(str(proto["hostname"]), proto.get("port")))
+            except AllowListError as e:
+                warnings.append(f"skipped RSE {name}: {proto.get('hostname')!r} port {proto.get('port')!r}: {e}")
+    if not origins:
         raise SyncError(f"the answer has {len(rses)} RSEs but no {'/'.join(schemes)} endpoint")
-    return sorted(hosts), warnings
+    return sorted(origins), warnings
 
 
 def fetch(url: str, timeout: float) -> object:
@@ -122,60 +105,8 @@ def fetch(url: str, timeout: float) -> object:
 
 
 def build(url: str, timeout: float, schemes=DEFAULT_SCHEMES) -> tuple[AllowList, list[str]]:
-    hosts, warnings = origin_hosts(fetch(url, timeout), schemes)
-    return AllowList(tuple(hosts), url), warnings
-
-
-# --- the cache's path guard ------------------------------------------------------------------------------------------
-
-# XRootD 5.5.3's pss.permit check is not enough on its own: a request naming a non-permitted origin is refused
-# with EINVAL four times out of five, and the fifth time XrdPss opens the URL left in its buffer by an earlier,
-# permitted request, so the client gets *another file* under the name it asked for (measured; XrdPssSys::P2OUT
-# returns success when the destination is not authorized). The cache therefore also runs XRootD's own authorization
-# (ofs.authorize + acc.authdb) with a rule per permitted origin: a path naming any other origin is refused with
-# "permission denied" before the proxy ever sees it.
-URL_SCHEMES = ("root", "xroot", "roots", "xroots")
-
-
-def permitted_hosts(origins_cfg: str) -> list[str]:
-    """The hosts of the `pss.permit` lines of an allow-list (a `:port` is dropped: pss.permit ignores it too)."""
-    return [_host_of(ln.split()[1]) for ln in origins_cfg.splitlines()
-            if ln.strip().startswith("pss.permit ") and len(ln.split()) == 2]
-
-
-def authdb(hosts) -> str:
-    """acc.authdb rules letting anyone look up and read paths of the permitted origins, and nothing else.
-
-    The cache sees `root://<cache>//root://host:1094//p` as the path `/root:/host:1094/p`; a rule is a path prefix,
-    so each host gets one for `host:` (any port) and one for `host/` (default port), for every XRootD scheme.
-    """
-    rules = [f"/{scheme}:/{host}{end} lr" for host in hosts if valid_host(host)  # never widen with a non-host
-             for scheme in URL_SCHEMES for end in (":", "/")]
-    # One record for the id `u *` (XrdAcc allows one per id), continued over lines with backslashes.
-    return ("# Paths the XCache serves: those of its permitted origins (derived from the pss.permit lines).\n"
-            + " \\\n  ".join(["u *", *rules]) + "\n")
-
-
-def write_authdb(origins_cfg: Path, output: Path) -> int:
-    """Derive the cache's authdb from its allow-list file; returns the number of origins."""
-    hosts = permitted_hosts(Path(origins_cfg).read_text())
-    write_file(Path(output), authdb(hosts))
-    return len(hosts)
-
-
-def authdb_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="dlaas-xcache-authdb",
-                                description="Write the XCache's acc.authdb from its pss.permit allow-list.")
-    p.add_argument("--origins", required=True, help="the allow-list (pss.permit lines)")
-    p.add_argument("--output", required=True, help="the authdb to write (acc.authdb)")
-    args = p.parse_args(argv)
-    try:
-        n = write_authdb(Path(args.origins), Path(args.output))
-    except OSError as e:
-        print(f"dlaas-xcache-authdb: cannot derive the authdb: {e}", file=sys.stderr)
-        return 1
-    print(f"dlaas-xcache-authdb: {n} permitted origins -> {args.output}")
-    return 0
+    origins, warnings = origins_of(fetch(url, timeout), schemes)
+    return AllowList(tuple(origins), url), warnings
 
 
 # --- targets ---------------------------------------------------------------------------------------------------------
@@ -193,30 +124,21 @@ def write_file(path: Path, text: str) -> bool:
     return True
 
 
-def update_kubernetes(allow: AllowList, namespace: str, configmap: str, deployment: str | None,
-                      key: str = "origins.cfg", api=None) -> bool:
-    """Put the list into the ConfigMap and roll the cache Deployment, only if the list changed. Returns changed."""
+def update_kubernetes(allow: AllowList, namespace: str, configmap: str, key: str = "origins.cfg",
+                      api=None) -> bool:
+    """Put the list into the cache's ConfigMap if it changed; returns whether it did. The cache, which mounts the
+    ConfigMap, picks the new list up by itself (dlaas-xcache-serve)."""
     if api is None:
         from kubernetes import client, config
 
         config.load_incluster_config()
-        api = (client.CoreV1Api(), client.AppsV1Api())
-    core, apps = api
+        api = client.CoreV1Api()
     text = allow.render()
-    current = core.read_namespaced_config_map(configmap, namespace)
-    changed = (current.data or {}).get(key) != text
-    if changed:
-        core.patch_namespaced_config_map(configmap, namespace, {"data": {key: text}})
-    if deployment:
-        # The digest on the pod template rolls the cache when (and only when) the list changed; a run that patched
-        # the ConfigMap but died before this step is repaired by the next run.
-        dep = apps.read_namespaced_deployment(deployment, namespace)
-        annotations = dep.spec.template.metadata.annotations or {}
-        if annotations.get(DIGEST_ANNOTATION) != allow.digest:
-            apps.patch_namespaced_deployment(deployment, namespace, {
-                "spec": {"template": {"metadata": {"annotations": {DIGEST_ANNOTATION: allow.digest}}}}})
-            changed = True
-    return changed
+    current = api.read_namespaced_config_map(configmap, namespace)
+    if (current.data or {}).get(key) == text:
+        return False
+    api.patch_namespaced_config_map(configmap, namespace, {"data": {key: text}})
+    return True
 
 
 # --- command line ------------------------------------------------------------------------------------------------------
@@ -235,14 +157,14 @@ def sync_once(args) -> int:
         where = args.output
     else:
         try:
-            changed = update_kubernetes(allow, args.namespace, args.configmap, args.restart_deployment)
+            changed = update_kubernetes(allow, args.namespace, args.configmap)
         except Exception as e:  # the API client raises many types; the reason is all the operator needs
             print(f"dlaas-xcache-origin-sync: cannot update ConfigMap {args.namespace}/{args.configmap}: "
                   f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr, flush=True)
             return 1
         where = f"ConfigMap {args.namespace}/{args.configmap}"
     state = "updated" if changed else "unchanged"
-    print(f"dlaas-xcache-origin-sync: {len(allow.hosts)} allowed origins, {where} {state}", flush=True)
+    print(f"dlaas-xcache-origin-sync: {len(allow.origins)} allowed origins, {where} {state}", flush=True)
     return 0
 
 
@@ -256,10 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", help="write the allow-list to this file")
     p.add_argument("--namespace", help="Kubernetes: namespace of the cache")
     p.add_argument("--configmap", help="Kubernetes: ConfigMap holding the allow-list (key origins.cfg)")
-    p.add_argument("--restart-deployment", help="Kubernetes: the cache Deployment to roll when the list changed")
+    p.add_argument("--restart-deployment", help=argparse.SUPPRESS)  # gone; refused below with what to do
     p.add_argument("--every", type=float, default=0,
                    help="keep running and sync every this many seconds (default: once)")
     args = p.parse_args(argv)
+    if args.restart_deployment is not None:
+        p.error("--restart-deployment is gone: the cache (dlaas-xcache-serve) reloads the list from its ConfigMap by "
+                "itself; drop the option (and the Role's rule on deployments)")
     if bool(args.output) == bool(args.configmap):
         p.error("give either --output FILE or --namespace and --configmap")
     if args.configmap and not args.namespace:

@@ -108,7 +108,7 @@ def test_an_origin_that_cric_does_not_list_is_refused_until_it_does(cache_layer,
     stranger = f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.2:{xr.origin_port}/{path}"
 
     # Every time, not four times out of five: XRootD 5.5.3's pss.permit alone answers every fifth refused request
-    # with the file of an earlier request (see dlaas_xcache.origin_sync.authdb); read a permitted file first so that
+    # with the file of an earlier request (see dlaas_xcache.authdb); read a permitted file first so that
     # such a stale request exists.
     assert xrdcp(f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.1:{xr.origin_port}/{path}",
                  tmp_path / "permitted").returncode == 0
@@ -126,7 +126,7 @@ def test_an_origin_that_cric_does_not_list_is_refused_until_it_does(cache_layer,
     result = sync(cache_layer)
     assert result.returncode == 0, result.stderr
     assert "updated" in result.stdout
-    assert "pss.permit 127.0.0.2" in cache_layer.origins_file.read_text().splitlines()
+    assert f"pss.permit 127.0.0.2:{xr.origin_port}" in cache_layer.origins_file.read_text().splitlines()
     after = xr.wait_cache_start(before["cache_starts"])
     assert after["cache_pid"] != before["cache_pid"]
 
@@ -167,3 +167,31 @@ def test_an_unreachable_cric_keeps_the_previous_allow_list(cache_layer):
     assert result.returncode == 1
     assert "unreachable" in result.stderr and "previous allow-list stays in place" in result.stderr
     assert cache_layer.origins_file.read_text() == before
+
+
+def test_a_list_with_a_smuggled_directive_keeps_the_running_cache_and_its_path_rules(cache_layer, own_file, tmp_path):
+    xr = cache_layer.xrootd
+    path = "/" + str(own_file["path"].relative_to(cache_layer.settings.state_dir / "rses"))
+    stranger = f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.2:{xr.origin_port}/{path}"
+    good, before = cache_layer.origins_file.read_text(), xr.status()
+    log = xr.process.log_path
+    seen = log.read_text(errors="replace").count("keeping the running cache")
+    try:
+        # What a stolen origin-sync identity could write: the list plus xrootd configuration (no path rules).
+        cache_layer.origins_file.write_text(good + "ofs.authorize 0\n")
+        deadline = time.monotonic() + 30
+        while log.read_text(errors="replace").count("keeping the running cache") == seen:
+            assert time.monotonic() < deadline, f"the supervisor did not notice the list; see {log}"
+            time.sleep(0.1)
+        [line] = [ln for ln in log.read_text(errors="replace").splitlines() if "keeping the running cache" in ln][seen:]
+        assert "is not `pss.permit <host>[:<port>]`" in line and "ofs.authorize 0" in line
+        assert xr.status()["cache_pid"] == before["cache_pid"]
+        refused = xrdcp(stranger, tmp_path / "refused")
+        assert refused.returncode != 0 and "permission denied" in refused.stderr, refused.stderr
+        assert not (tmp_path / "refused").exists()
+    finally:
+        cache_layer.origins_file.write_text(good)
+    # Back to the list it runs on: nothing to restart.
+    served = xrdcp(f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.1:{xr.origin_port}/{path}", tmp_path / "ok")
+    assert served.returncode == 0 and (tmp_path / "ok").read_bytes() == own_file["content"], served.stderr
+    assert xr.status()["cache_starts"] == before["cache_starts"]
