@@ -1,11 +1,13 @@
-"""Benchmark: registering N scratch files for upload, datalakectl's way versus one call per file.
+"""Benchmark: registering N scratch files for upload, the registration service's way versus one call per file.
 
-Starts its own dev IAM, PostgreSQL and Rucio server on free loopback ports (nothing else is needed), logs in as
-alice, and registers N files lying in the scratch RSE:
+Starts its own dev IAM, PostgreSQL and Rucio server (with the DLaaS policy package) on free loopback ports, and
+registers N files lying in alice's scratch directory:
 
-- datalakectl: plan (checks, checksums, one bulk metadata lookup per 500 files) + ONE add_dataset call carrying
-  all replicas and both rules;
-- baseline: per file, add_replicas + a scratch rule + a destination rule (what a naive script does).
+- the registration service's work (what `datalakectl upload` asks it to do): walk and checksum the files in alice's
+  directory, plan (checks, one bulk metadata lookup per 500 files), then ONE add_dids call carrying the dataset,
+  all replicas and both rules, as the service's own Rucio account for alice;
+- baseline: per file, add_replicas + a scratch rule + a destination rule (what a naive script does; only root may
+  do that on the scratch area now, so the baseline runs as root).
 
 Counts the HTTP calls each makes to Rucio and the wall time, prints a table and appends it, with the machine's
 description, to docs/benchmarks.md.
@@ -27,15 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.hub_stack import append_results  # noqa: E402
 from devstack.iam import DevIAM  # noqa: E402
-from devstack.iam_login import code_flow_tokens, exchange  # noqa: E402
 from devstack.postgres import Postgres  # noqa: E402
-from devstack.rucio_seed import DESTINATION_RSE, SCRATCH_RSE, rse_dir, seed  # noqa: E402
+from devstack.rucio_seed import DESTINATION_RSE, REGISTRAR_ACCOUNT, SCRATCH_RSE, registrar_password, rse_dir, seed  # noqa: E402,E501
 from devstack.rucio_server import RucioServer  # noqa: E402
 from devstack.settings import Settings  # noqa: E402
-from singleuser.scratch_upload import ScratchUploader  # noqa: E402
-
-REDIRECT = "http://127.0.0.1:9/callback"
-
+from dlaas_registrar.registration import Registration  # noqa: E402
+from dlaas_registrar.scratch_files import checksum, collect, open_user_directory  # noqa: E402
 
 class CountingClient:
     """Wraps a rucio Client and counts the HTTP requests it sends."""
@@ -61,15 +60,14 @@ def make_files(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def user_client(server, token_file: Path, home: Path):
+def registrar_client(server, home: Path):
     from rucio.client import Client
-
-    os.environ["BEARER_TOKEN_FILE"] = str(token_file)
 
     class BenchClient(Client):
         TOKEN_PATH_PREFIX = str(home / ".rucio_")
 
-    return BenchClient(rucio_host=server.url, auth_host=server.url, account="alice", auth_type="oidc")
+    return BenchClient(rucio_host=server.url, auth_host=server.url, account=REGISTRAR_ACCOUNT, auth_type="userpass",
+                       creds={"username": REGISTRAR_ACCOUNT, "password": registrar_password(server)})
 
 
 def main() -> int:
@@ -82,7 +80,6 @@ def main() -> int:
     state.chmod(0o755)
     settings = Settings(state_dir=state, iam_port=0, rucio_port=0, postgres_port=0)
     iam = DevIAM(settings)
-    client_def = iam.add_client("bench", [REDIRECT])
     started = []
     try:
         for service in (iam, Postgres(settings, port=0)):
@@ -90,49 +87,55 @@ def main() -> int:
         server = RucioServer(settings, started[1].url, iam_issuer=iam.issuer, port=0).start()
         started.append(server)
         seed(settings, server, full=False)
-        login = code_flow_tokens(iam, client_def, "alice", "alice-pass")
-        token = exchange(iam, client_def, login["access_token"], audience="rucio", scope="openid profile")
-        token_file = state / "rucio_token"
-        token_file.write_text(token["access_token"])
-        client = user_client(server, token_file, state)
+        client = registrar_client(server, state)
         client.whoami()
         scratch = rse_dir(settings, SCRATCH_RSE)
 
-        # datalakectl's way
+        # the registration service's way
         counter = CountingClient(client)
-        files = make_files(scratch / "alice" / "bulk", args.files)
+        make_files(scratch / "alice" / "bulk", args.files)
         t0 = time.perf_counter()
-        uploader = ScratchUploader(client, scratch_rse=SCRATCH_RSE, scratch_mount=scratch, account="alice")
-        plan = uploader.plan(files, destination_rse=DESTINATION_RSE, dataset="bench-bulk", scratch_lifetime=3600)
+        fd = open_user_directory(str(scratch), "alice")
+        try:
+            found = collect(fd, ["bulk"], max_files=args.files)
+        finally:
+            os.close(fd)
+        registration = Registration(client, scratch_rse=SCRATCH_RSE)
+        plan = registration.plan("alice", found, destination_rse=DESTINATION_RSE, dataset="bench-bulk",
+                                 scratch_lifetime=3600)
         t_plan = time.perf_counter() - t0
-        uploader.execute(plan)
+        registration.execute(plan)
         t_bulk = time.perf_counter() - t0
         bulk_calls = counter.calls
 
-        # one call per file
-        counter.calls = 0
+        # one call per file, as root
+        root = server.root_client()
+        counter = CountingClient(root)
         files = make_files(scratch / "alice" / "single", args.files)
         prefix = f"file://localhost{scratch}/"
         t0 = time.perf_counter()
         for path in files:
-            from singleuser.scratch_upload import checksums
-
-            size, adler32, md5 = checksums(path)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                size, adler32, md5 = checksum(fd)
+            finally:
+                os.close(fd)
             did = {"scope": "user.alice", "name": path.name}
-            client.add_replicas(SCRATCH_RSE, [{**did, "bytes": size, "adler32": adler32, "md5": md5,
-                                               "pfn": prefix + str(path.relative_to(scratch))}])
-            client.add_replication_rule([did], 1, SCRATCH_RSE, lifetime=3600)
-            client.add_replication_rule([did], 1, DESTINATION_RSE)
+            root.add_replicas(SCRATCH_RSE, [{**did, "bytes": size, "adler32": adler32, "md5": md5,
+                                             "pfn": prefix + str(path.relative_to(scratch))}])
+            root.add_replication_rule([did], 1, SCRATCH_RSE, lifetime=3600, account="alice")
+            root.add_replication_rule([did], 1, DESTINATION_RSE, account="alice")
         t_single = time.perf_counter() - t0
         single_calls = counter.calls
     finally:
         for service in reversed(started):
             service.stop()
-        shutil.rmtree(state, ignore_errors=True)
+        if not os.environ.get("DLAAS_BENCH_KEEP"):
+            shutil.rmtree(state, ignore_errors=True)
 
     n = args.files
     rows = [
-        ("datalakectl (1 bulk call)", bulk_calls, t_bulk, t_plan),
+        ("registration service (1 bulk call)", bulk_calls, t_bulk, t_plan),
         ("one call per file (3 per file)", single_calls, t_single, None),
     ]
     table = ["| method | Rucio HTTP calls | wall time (s) | per file (ms) | of which planning (s) |",
@@ -145,7 +148,7 @@ def main() -> int:
     print(f"speed-up: {t_single / t_bulk:.1f}x, calls: {single_calls / max(bulk_calls, 1):.0f}x fewer")
     if not args.no_append:
         append_results(f"Registering {n} scratch files for upload", "Local Rucio 41.5.1 on PostgreSQL 15 (2 gunicorn "
-                       "workers), OIDC token of alice.", text, after=f"Speed-up {t_single / t_bulk:.1f}x with "
+                       "workers), DLaaS policy package; the service's account for alice vs root.", text, after=f"Speed-up {t_single / t_bulk:.1f}x with "
                        f"{single_calls / max(bulk_calls, 1):.0f}x fewer calls.")
     return 0
 

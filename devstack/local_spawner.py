@@ -7,9 +7,10 @@ kernels the server offers and which one is the default, e.g. "ROOT files" adds a
 from __future__ import annotations
 
 import html
+import os
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
-from traitlets import List, default
+from traitlets import List, Unicode, default
 
 
 class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
@@ -18,6 +19,24 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
         help="""Environments offered on the spawn page: dicts with slug, display_name, description,
         default_kernel, and optionally jupyter_path (extra kernel specs).""",
     )
+
+    scratch_dir_template = Unicode(
+        "",
+        config=True,
+        help="""The user's own scratch directory ({username} is replaced), created 0700 before the server starts.
+        On Kubernetes the volume's subPath creates it.""",
+    )
+
+    async def start(self):
+        if self.scratch_dir_template:
+            path = self.scratch_dir_template.format(username=self.user.name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                if os.path.islink(path) or not os.path.isdir(path):
+                    raise ValueError(f"{path} is not a directory: remove it, then start the server again") from None
+        return await super().start()
 
     @default("options_form")
     def _options_form_default(self):

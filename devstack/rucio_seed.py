@@ -8,7 +8,9 @@ RSEs (directories under <state>/rses/<RSE>):
   stands for far-away storage: its own site (EULAKE), and a root:// door served by the local XRootD origin. Clients
   of the local site (LOCAL) get its root PFNs through the XCache (`root-proxy-internal`), as ESCAPE sites do.
 - DESY-DCACHE: a destination for rules and uploads.
-- JUPYTER-SCRATCHDISK: the greedy, non-deterministic scratch area datalakectl registers files from.
+- DLAAS-SCRATCH: the greedy, non-deterministic scratch area (`dlaas_scratch=True`); every user's files sit in
+  <RSE dir>/<username>. Only the registration service (account dlaas-registrar, `dlaas_registrar=True`) registers
+  replicas there: the server loads the DLaaS policy package (dlaas_rucio_policy), which refuses anyone else.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ USERS_FILE = REPO / "devstack" / "iam" / "users.json"
 
 REPLICA_RSE = "EULAKE-1"
 DESTINATION_RSE = "DESY-DCACHE"
-SCRATCH_RSE = "JUPYTER-SCRATCHDISK"
+SCRATCH_RSE = "DLAAS-SCRATCH"  # not *SCRATCHDISK: generic policy lets anyone add replicas there
+REGISTRAR_ACCOUNT = "dlaas-registrar"
 RSES = (REPLICA_RSE, DESTINATION_RSE, SCRATCH_RSE)
 SITE = "LOCAL"  # the site of the users' servers, of the XCache and of the RSEs on the hub's machine
 REMOTE_SITE = "EULAKE"  # the site of REPLICA_RSE: reads from LOCAL to it go through the cache
@@ -131,6 +134,28 @@ def ensure_xrootd(settings: Settings, client) -> None:
         client.set_config_option("root-proxy-internal", SITE, proxy)
 
 
+def registrar_password(server) -> str:
+    """The registration service's Rucio password (userpass), kept 0600 in the Rucio state directory."""
+    from devstack.procs import kept_secret
+
+    return kept_secret(server.dir / "registrar-password", 24)
+
+
+def ensure_registrar(client, password: str) -> int:
+    """The registration service's Rucio account: a SERVICE account with the attribute the policy package trusts."""
+    added = 0
+    if REGISTRAR_ACCOUNT not in {a["account"] for a in client.list_accounts()}:
+        client.add_account(REGISTRAR_ACCOUNT, "SERVICE", "registrar@dlaas.invalid")
+        added = 1
+    if not any(i["type"] == "USERPASS" for i in client.list_identities(REGISTRAR_ACCOUNT)):
+        client.add_identity(REGISTRAR_ACCOUNT, REGISTRAR_ACCOUNT, "USERPASS", "registrar@dlaas.invalid",
+                            default=True, password=password)
+    attrs = {a["key"] for page in client.list_account_attributes(REGISTRAR_ACCOUNT) for a in page}
+    if "dlaas_registrar" not in attrs:
+        client.add_account_attribute(REGISTRAR_ACCOUNT, "dlaas_registrar", "True")
+    return added
+
+
 def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | None = None) -> dict:
     """Create everything the local data lake needs; returns counts of what was added."""
     from rucio.common.exception import Duplicate
@@ -183,6 +208,9 @@ def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | Non
         if rse == SCRATCH_RSE:
             client.add_rse_attribute(rse, "greedyDeletion", True)
         added["rses"] += 1
+    if not client.list_rse_attributes(SCRATCH_RSE).get("dlaas_scratch"):
+        client.add_rse_attribute(SCRATCH_RSE, "dlaas_scratch", True)
+    added["accounts"] += ensure_registrar(client, registrar_password(server))
     for src in RSES:
         for dst in RSES:
             if src != dst:

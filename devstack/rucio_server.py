@@ -122,7 +122,9 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
             "bootstrap": {"userpass_identity": "root", "userpass_pwd": self.root_password,
                           "userpass_email": "root@dlaas.invalid"},
             "alembic": {"cfg": str(alembic_ini)},
-            "policy": {"permission": "generic", "schema": "generic", "lfn2pfn_algorithm_default": "hash",
+            # The DLaaS policy package: only the registration service registers replicas on the scratch RSE.
+            "policy": {"package": "dlaas_rucio_policy", "permission": "generic", "schema": "generic",
+                       "lfn2pfn_algorithm_default": "hash",
                        "support": "https://github.com/escape-dlaas", "support_rucio": "https://rucio.cern.ch"},
             "oidc": {"idpsecrets": str(idp), "admin_issuer": self.iam_issuer, "expected_audience": "rucio",
                      "expected_scope": "openid profile"},

@@ -1,6 +1,6 @@
 """Addresses, ports and directories of the local data lake, each overridable by environment.
 
-Defaults follow shared/ARCHITECTURE.md ("Local data lake in a box"). Tests build their own `Settings` with free
+Defaults are the addresses README.md lists for the local data lake. Tests build their own `Settings` with free
 ports and a temporary state directory, so the same code serves `make up` and the integration fixtures.
 """
 
@@ -54,6 +54,7 @@ class Settings:
     xrootd_port: int = field(default_factory=lambda: _env_int("DLAAS_XROOTD_PORT", 1094))
     xcache_port: int = field(default_factory=lambda: _env_int("DLAAS_XCACHE_PORT", 1095))
     cric_port: int = field(default_factory=lambda: _env_int("DLAAS_CRIC_PORT", 8093))
+    registrar_port: int = field(default_factory=lambda: _env_int("DLAAS_REGISTRAR_PORT", 8094))
     # One-way delay (ms) injected in front of the XRootD origin, as if the storage were far away.
     origin_delay_ms: float = field(default_factory=lambda: _env_delay("DLAAS_ORIGIN_DELAY_MS", 0.0))
 
@@ -84,3 +85,7 @@ class Settings:
     @property
     def hub_url(self) -> str:
         return f"http://{self.host}:{self.hub_port}"
+
+    @property
+    def registrar_url(self) -> str:
+        return f"http://{self.host}:{self.registrar_port}"

@@ -27,7 +27,7 @@ class Stack:
         self.with_hub = with_hub
         self.started: list[Started] = []
         self.iam = self.postgres = self.rucio = self.daemons = self.hub = None
-        self.cache = self.cric = self.xrootd = None
+        self.cache = self.cric = self.xrootd = self.registrar = None
 
     def _ports(self) -> list[tuple[int, str, str]]:
         s = self.settings
@@ -41,6 +41,7 @@ class Stack:
         ]
         if self.with_hub:
             ports.append((s.hub_port, "JupyterHub", "DLAAS_HUB_PORT"))
+            ports.append((s.registrar_port, "registration service", "DLAAS_REGISTRAR_PORT"))
         return ports
 
     def start(self, progress: Callable[[str], None] = lambda msg: None) -> Stack:
@@ -65,6 +66,7 @@ class Stack:
         from devstack.hub import LocalHub, register_hub_client
         from devstack.iam import DevIAM
         from devstack.postgres import Postgres
+        from devstack.registrar import LocalRegistrar
         from devstack.rucio_daemons import RucioDaemons
         from devstack.rucio_seed import seed
         from devstack.rucio_server import RucioServer
@@ -87,6 +89,8 @@ class Stack:
         self.daemons = self._add("Rucio daemons", RucioDaemons(s, self.rucio), progress)
         if self.with_hub:
             self.hub = self._add("JupyterHub", LocalHub(s, iam=self.iam, rucio_url=self.rucio.url), progress)
+            self.registrar = self._add("registration service", LocalRegistrar(s, self.rucio, hub_url=self.hub.url),
+                                       progress)
 
     @property
     def root_cli_config(self):
@@ -122,7 +126,9 @@ class Stack:
             f"  PostgreSQL     127.0.0.1:{self.postgres.port}",
             f"  XRootD origin  {self.xrootd.origin_url} (EULAKE-1, one-way delay {self.xrootd.delay_ms:g} ms)",
             f"  XCache         {self.xrootd.cache_url} (proxy of site LOCAL; allowed origins from {self.cric.url})",
-            f"  RSE storage    {s.state_dir / 'rses'} (EULAKE-1, DESY-DCACHE, JUPYTER-SCRATCHDISK)",
+            *([f"  Uploads        {self.registrar.url} (registration service, a hub service)"]
+              if self.with_hub else []),
+            f"  RSE storage    {s.state_dir / 'rses'} (EULAKE-1, DESY-DCACHE, DLAAS-SCRATCH)",
             f"  state and logs {s.state_dir}",
             "",
             f"Rucio CLI as root: RUCIO_CONFIG={self.root_cli_config} .venvs/main/bin/rucio did list 'escape_demo:*'",

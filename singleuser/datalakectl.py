@@ -3,12 +3,16 @@
     datalakectl upload /scratch/plots --rse DESY-DCACHE --dataset higgs-plots --lifetime 30d
     datalakectl status user.alice:higgs-plots --wait
 
-Runs inside the user's server with the Rucio settings the hub provides (RUCIO_CONFIG, BEARER_TOKEN_FILE).
+`upload` asks the registration service (DLAAS_REGISTRAR_URL, authorised by this server's hub API token) to register
+the files in Rucio: the service finds them in YOUR scratch directory, checksums them itself and registers dataset,
+replicas and rules owned by your account - Rucio accepts scratch registrations from that service only. `status`
+reads the rules with your own Rucio token (RUCIO_CONFIG, BEARER_TOKEN_FILE), as the hub configures this server.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -19,19 +23,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from singleuser.scratch_upload import ScratchUploader, UploadError
-
-DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+DURATION = re.compile(r"(\d+)([smhdw]?)")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: str | None) -> int | None:
     if value in (None, "", "none"):
         return None
-    match = DURATION.match(value.strip())
+    match = DURATION.fullmatch(value.strip())
     if not match or int(match.group(1)) <= 0:
         raise click.BadParameter(f"{value!r}: use a positive duration such as 3600, 12h, 30d or 'none'")
     return int(match.group(1)) * UNITS[match.group(2)]
+
+
+def scratch_relative(paths, scratch: Path) -> list[str]:
+    """PATHS as paths relative to the scratch mount (without following links: the service refuses them anyway)."""
+    mount = Path(os.path.abspath(scratch))
+    relative = []
+    for raw in paths:
+        path = Path(os.path.abspath(os.path.expanduser(raw)))
+        if not path.is_relative_to(mount):
+            raise click.ClickException(f"{raw} is outside your scratch area {mount}: copy it under {mount} first")
+        rel = path.relative_to(mount).as_posix()
+        relative.append(rel if rel != "." else "")
+    if "" in relative:
+        raise click.ClickException(f"name files or folders inside {mount}, not the whole scratch area")
+    return relative
 
 
 def _client():
@@ -40,14 +57,36 @@ def _client():
     return Client()
 
 
-def _uploader(ctx) -> ScratchUploader:
-    return ScratchUploader(_client(), scratch_rse=ctx.obj["scratch_rse"], scratch_mount=Path(ctx.obj["scratch"]))
+def register(request: dict) -> dict:
+    """POST the upload request to the registration service; its answer, or a one-line ClickException."""
+    import requests
+
+    url = os.environ.get("DLAAS_REGISTRAR_URL", "")
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not url or not token:
+        raise click.ClickException("DLAAS_REGISTRAR_URL or JUPYTERHUB_API_TOKEN is not set: run datalakectl in a "
+                                   "terminal of your DLaaS server")
+    try:
+        answer = requests.post(url.rstrip("/") + "/api/uploads", json=request, timeout=(10, 3600),
+                               headers={"Authorization": f"token {token}"})
+    except requests.RequestException as e:
+        raise click.ClickException(f"the registration service at {url} is unreachable ({type(e).__name__}): "
+                                   "nothing was registered; try again in a minute") from None
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    if answer.status_code != 200:
+        message = body.get("message") if isinstance(body, dict) else None
+        raise click.ClickException(message or f"the registration service answered HTTP {answer.status_code}; "
+                                   "nothing was registered")
+    return body
 
 
 @click.group()
 @click.option("--scratch", envvar="DLAAS_SCRATCH_MOUNT", default="/scratch", show_default=True,
-              help="Where the scratch area is mounted in this server.")
-@click.option("--scratch-rse", envvar="DLAAS_SCRATCH_RSE", default="JUPYTER-SCRATCHDISK", show_default=True,
+              help="Where your scratch directory is mounted in this server.")
+@click.option("--scratch-rse", envvar="DLAAS_SCRATCH_RSE", default="DLAAS-SCRATCH", show_default=True,
               help="The RSE backing the scratch area.")
 @click.pass_context
 def cli(ctx, scratch, scratch_rse):
@@ -68,33 +107,34 @@ def cli(ctx, scratch, scratch_rse):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def upload(ctx, paths, destination, scope, dataset, lifetime, scratch_lifetime, name_prefix, dry_run, as_json):
-    """Register PATHS (files, directories) from the scratch area and replicate them to --rse."""
-    console = Console(stderr=True)
-    uploader = _uploader(ctx)
-    try:
-        with console.status("checking files and computing checksums"):
-            plan = uploader.plan(paths, destination_rse=destination, scope=scope, dataset=dataset,
-                                 lifetime=parse_duration(lifetime),
-                                 scratch_lifetime=parse_duration(scratch_lifetime) or 3600,
-                                 name_prefix=name_prefix)
-        if not dry_run and plan.new_files:
-            plan = uploader.execute(plan)
-        elif not dry_run:
-            plan.rules = [r["id"] for r in uploader.client.list_did_rules(plan.scope, plan.dataset)]
-    except UploadError as e:
-        raise click.ClickException(str(e)) from None
+    """Register PATHS (files, folders) from your scratch area and replicate them to --rse."""
+    request = {"paths": scratch_relative(paths, Path(ctx.obj["scratch"])), "destination_rse": destination,
+               "scope": scope, "dataset": dataset, "lifetime": parse_duration(lifetime),
+               "scratch_lifetime": parse_duration(scratch_lifetime) or 3600, "name_prefix": name_prefix,
+               "dry_run": dry_run}
+    with Console(stderr=True).status("checking files, computing checksums and registering"):
+        plan = register(request)
     if as_json:
-        click.echo(json.dumps({"dry_run": dry_run, **plan.as_dict()}, indent=2))
+        click.echo(json.dumps(plan, indent=2))
         return
-    table = Table(title=f"{plan.scope}:{plan.dataset} -> {plan.destination_rse}" + (" (dry run)" if dry_run else ""))
+    table = Table(title=f"{plan['scope']}:{plan['dataset']} -> {plan['destination_rse']}"
+                  + (" (dry run)" if dry_run else ""))
     for column in ("file", "DID", "bytes", "adler32", "state"):
         table.add_column(column)
-    for f in plan.files:
-        table.add_row(f.path, f"{f.scope}:{f.name}", str(f.bytes), f.adler32,
-                      "would register" if dry_run and f.state == "new" else f.state)
+    for f in plan["files"]:
+        table.add_row(f["path"], f"{f['scope']}:{f['name']}", str(f["bytes"]), f["adler32"],
+                      "would register" if dry_run and f["state"] == "new" else f["state"])
     Console().print(table)
     if not dry_run:
-        click.echo(f"follow the copy with: datalakectl status {plan.scope}:{plan.dataset} --wait")
+        click.echo(f"follow the copy with: datalakectl status {plan['scope']}:{plan['dataset']} --wait")
+
+
+def rule_status(client, scope: str, dataset: str) -> list[dict]:
+    """The dataset's rules with their progress (locks OK / replicating / stuck)."""
+    return [{"id": r["id"], "rse_expression": r["rse_expression"], "state": r["state"],
+             "ok": r["locks_ok_cnt"], "replicating": r["locks_replicating_cnt"], "stuck": r["locks_stuck_cnt"],
+             "expires_at": str(r["expires_at"]) if r.get("expires_at") else None}
+            for r in client.list_did_rules(scope, dataset)]
 
 
 @cli.command()
@@ -108,11 +148,11 @@ def status(ctx, did, wait, timeout, as_json):
     if did.count(":") != 1:
         raise click.BadParameter(f"{did!r}: give the dataset as scope:name")
     scope, name = did.split(":")
-    uploader = _uploader(ctx)
+    client = _client()
     from rucio.common.exception import DataIdentifierNotFound
 
     try:
-        rules = uploader.status(scope, name)
+        rules = rule_status(client, scope, name)
     except DataIdentifierNotFound:
         raise click.ClickException(f"{did} does not exist") from None
     if wait:
@@ -128,7 +168,7 @@ def status(ctx, did, wait, timeout, as_json):
                 if all(r["state"] in ("OK", "STUCK") for r in rules) or time.monotonic() > deadline:
                     break
                 time.sleep(2)
-                rules = uploader.status(scope, name)
+                rules = rule_status(client, scope, name)
     if as_json:
         click.echo(json.dumps(rules, indent=2))
     else:

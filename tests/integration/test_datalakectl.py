@@ -1,5 +1,6 @@
-"""datalakectl against the real local Rucio and its daemons: scratch files reach the destination RSE by a Rucio
-rule, the greedy scratch copy goes, and every bad input is refused with the catalogue left unchanged."""
+"""datalakectl in alice's real server: the registration service registers her scratch files, Rucio and its daemons
+copy them to the destination RSE, the greedy scratch copy goes, and every bad input is refused with the catalogue
+left unchanged."""
 
 import json
 import subprocess
@@ -9,33 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from devstack.rucio_seed import DESTINATION_RSE, SCRATCH_RSE, rse_dir
+from devstack.rucio_seed import DESTINATION_RSE, SCRATCH_RSE
 from devstack.settings import VENVS
 from tests.conftest import wait_for
 
 
 @pytest.fixture
-def scratch(settings):
-    """A fresh folder of alice's inside the scratch area."""
-    path = rse_dir(settings, SCRATCH_RSE) / "alice" / uuid.uuid4().hex[:8]
+def scratch(alice_env):
+    """A fresh folder inside alice's own scratch directory (her server's DLAAS_SCRATCH_MOUNT)."""
+    path = Path(alice_env["DLAAS_SCRATCH_MOUNT"]) / uuid.uuid4().hex[:8]
     path.mkdir(parents=True)
     return path
 
 
 @pytest.fixture
-def ctl(rucio, rucio_token, settings, tmp_path):
-    """Run the real `datalakectl` as alice, configured the way the hub configures her server."""
-    cfg = rucio.client_config(tmp_path / "rucio.cfg", account="alice", auth_type="oidc")
-    token_file = tmp_path / "rucio_token"
-    token_file.write_text(rucio_token("alice"))
-    token_file.chmod(0o600)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "RUCIO_CONFIG": str(cfg),
-           "BEARER_TOKEN_FILE": str(token_file), "DLAAS_SCRATCH_MOUNT": str(rse_dir(settings, SCRATCH_RSE)),
-           "DLAAS_SCRATCH_RSE": SCRATCH_RSE}
+def ctl(alice_env, tmp_path):
+    """Run the real `datalakectl` in alice's server's environment, from her scratch directory."""
+    env = {**alice_env, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
 
     def run(*args, timeout=180):
         return subprocess.run([str(VENVS / "singleuser" / "bin" / "datalakectl"), *args], env=env,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, cwd=alice_env["DLAAS_SCRATCH_MOUNT"])
 
     return run
 
@@ -44,7 +39,7 @@ def _catalogue(root_client) -> set:
     return set(root_client.list_dids("user.alice", {"name": "*"}, did_type="all"))
 
 
-def test_upload_reaches_the_destination_and_the_scratch_copy_goes(ctl, scratch, root_client, rucio_daemons):
+def test_upload_reaches_the_destination_and_the_scratch_copy_goes(ctl, scratch, root_client):
     contents = {f"result-{i}.txt": f"histogram {i}\n".encode() * (100 + i) for i in range(5)}
     (scratch / "sub").mkdir()
     for i, (name, data) in enumerate(contents.items()):
@@ -56,6 +51,8 @@ def test_upload_reaches_the_destination_and_the_scratch_copy_goes(ctl, scratch, 
     plan = json.loads(done.stdout)
     assert len(plan["files"]) == 5 and all(f["state"] == "registered" for f in plan["files"])
     assert len(plan["rules"]) == 2
+    # Registered by the service for alice: in her scope, with her rules (her quota).
+    assert {r["account"] for r in root_client.list_did_rules("user.alice", dataset)} == {"alice"}
 
     follow = ctl("status", f"user.alice:{dataset}", "--wait", "--timeout", "3m", "--json")
     assert follow.returncode == 0, follow.stderr
@@ -105,14 +102,15 @@ def test_dry_run_registers_nothing(ctl, scratch, root_client):
 @pytest.mark.parametrize(
     "setup, extra, message",
     [
-        ("outside", [], "is outside the scratch area"),
-        ("missing", [], "no such file or directory"),
+        ("outside", [], "is outside your scratch area"),
+        ("missing", [], "no such file or folder"),
         ("ok", ["--rse", "NOWHERE-DISK"], "RSE 'NOWHERE-DISK' does not exist"),
-        ("ok", ["--scope", "user.nobody"], "scope 'user.nobody' does not exist"),
+        ("ok", ["--scope", "user.nobody"], "scope 'user.nobody' is not yours"),
+        ("ok", ["--scope", "escape_demo"], "scope 'escape_demo' is not yours"),
         ("ok", ["--dataset", "bad name!"], "is not a valid dataset name"),
-        ("badname", [], "cannot be a DID name"),
+        ("badname", [], "cannot be uploaded"),
         ("ok", ["--lifetime", "-5"], "use a positive duration"),
-        ("symlink", [], "is outside the scratch area"),
+        ("symlink", [], "is a symbolic link"),
         ("ok", ["--rse", SCRATCH_RSE], "the destination must be another RSE"),
     ],
 )
