@@ -4,9 +4,9 @@ import json
 import os
 from pathlib import Path
 
-from hub_plugins.spawner_env import SERVER_TOKEN_SCOPES, apply
+from hub_plugins import hub_roles
+from hub_plugins.spawner_env import apply
 from hub_plugins.sqlite_tuning import use_wal
-from hub_plugins.token_api import SCOPE
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 s = json.loads(Path(os.environ["DLAAS_HUB_SETTINGS"]).read_text())
@@ -31,19 +31,21 @@ c.EscapeIAMAuthenticator.issuer = s["issuer"]
 c.EscapeIAMAuthenticator.client_id = s["client_id"]
 c.EscapeIAMAuthenticator.client_secret = s["client_secret"]
 c.EscapeIAMAuthenticator.oauth_callback_url = s["public_url"] + "/hub/oauth_callback"
+if s.get("token_url"):  # tests: the token endpoint through a fault-injecting proxy (else from discovery)
+    c.EscapeIAMAuthenticator.token_url = s["token_url"]
 c.EscapeIAMAuthenticator.allowed_groups = {"escape/users"}
-c.EscapeIAMAuthenticator.admin_groups = {"escape/admins"}
+# IAM admins operate the hub (role dlaas-operator), without becoming JupyterHub admins (hub_plugins/hub_roles.py).
+c.EscapeIAMAuthenticator.operator_groups = {"escape/admins"}
 c.EscapeIAMAuthenticator.exchange_targets = {
     "rucio": {"audience": "rucio", "scope": "openid profile"},
     "eos": {"audience": "eos", "scope": "openid profile"},
 }
 c.EscapeIAMAuthenticator.refresh_margin = s.get("refresh_margin", 300)
 c.Authenticator.auth_refresh_age = s.get("auth_refresh_age", 60)
+c.EscapeIAMAuthenticator.refresh_backoff = s.get("refresh_backoff", 30)
 
-c.JupyterHub.custom_scopes = {SCOPE: {"description": "Read your own short-lived Data Lake access tokens."}}
-c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", SCOPE]}, *s.get("roles", [])]
-c.JupyterHub.services = s.get("services", [])  # e.g. a test client holding admin:auth_state
-c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+c.JupyterHub.load_roles = s.get("roles", [])
+c.JupyterHub.services = s.get("services", [])  # e.g. the tests' client that starts and stops servers
 
 c.JupyterHub.spawner_class = "devstack.local_spawner.ProfilesLocalProcessSpawner"
 c.SimpleLocalProcessSpawner.home_dir_template = s["home_dir_template"]
@@ -65,4 +67,9 @@ c.DataLakeEnvironment.icon_font = s["icon_font"]
 c.DataLakeEnvironment.rucio_config_path = s["rucio_config_path"]
 c.DataLakeEnvironment.rucio_cache_dir = s["rucio_cache_dir"]
 c.DataLakeEnvironment.scratch_mount = s["scratch_mount"]
+c.DataLakeEnvironment.registrar_url = s.get("registrar_url", "")
+c.ProfilesLocalProcessSpawner.scratch_dir_template = s["scratch_mount"]
 c.DataLakeEnvironment.scratch_rse = s["scratch_rse"]
+
+# Last: the roles, custom scope and server token scopes, from the operator settings above (as in production).
+hub_roles.apply(c)

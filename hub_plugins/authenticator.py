@@ -1,35 +1,54 @@
 """ESCAPE IAM login for JupyterHub: OpenID Connect with PKCE, token exchange per Data Lake service, refresh ahead
-of expiry.
+of expiry, and hub accounts pinned to their IAM identity.
 
 A thin subclass of oauthenticator's GenericOAuthenticator, registered as the `escape-iam` authenticator:
 
 - endpoints come from the issuer's discovery document, read when a login first needs them (discovery.py): an IAM
   that is down when the hub starts gives a clear "try again" page, and logins work once it is back;
-- IAM groups (the `groups` claim) drive allowed_groups / admin_groups / manage_groups;
-- at login and at every refresh, the IAM access token is exchanged (RFC 8693) for one token per configured target
-  (e.g. `rucio` -> audience `rucio`), concurrently; the results live in the encrypted auth_state under `exchanged`;
-- `refresh_user` refreshes the IAM token and re-exchanges *before* any exchanged token gets within
-  `refresh_margin` of its expiry, and answers False (log in again) when that fails or the user has left the
-  allowed IAM groups: never a stale token;
-- the token API for user servers (`/hub/api/dlaas/tokens`, see token_api.py) is registered with the login handlers.
+- IAM groups (the `groups` claim) drive allowed_groups and manage_groups; IAM operators get the `dlaas-operator`
+  hub role (hub_roles.py), never JupyterHub's admin role unless `allow_hub_admins` says so;
+- at login and at every refresh, the IAM access token is exchanged (RFC 8693) for one token per configured target,
+  concurrently, and every exchanged token is verified (token_checks.py) before it is kept under `exchanged` in the
+  encrypted auth_state;
+- a hub account belongs to the IAM `sub` of its first login: a later login or refresh with another `sub` for the
+  same username is refused;
+- `refresh_user` refreshes and re-exchanges *before* an exchanged token gets within `refresh_margin` of expiry. A
+  refresh token IAM rotated is kept even when the exchange after it fails; a failed refresh is not retried for
+  `refresh_backoff` seconds, and while the old exchanged tokens are valid the user stays logged in;
+- logout drops the IAM tokens and revokes the refresh token (logout.py); the token API (token_api.py) answers only
+  running servers' own tokens, whose ids are recorded at spawn (server_tokens.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+from dataclasses import dataclass
 
-from jupyterhub.crypto import CryptKeeper
+import jwt
+from jupyterhub import orm, roles
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLoginHandler
+from sqlalchemy import inspect as sa_inspect
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Dict, Float, Integer, TraitError, Unicode, default, validate
+from tornado.httpclient import HTTPClientError
+from traitlets import Bool, Dict, Float, Integer, List, Set, TraitError, Unicode, default, validate
 
-from hub_plugins.discovery import ENDPOINTS, DiscoveryError, discover
+from hub_plugins import hub_roles, server_tokens
+from hub_plugins.discovery import ENDPOINTS, OPTIONAL_ENDPOINTS, DiscoveryError, discover
+from hub_plugins.logout import IAMLogoutHandler, revoke
+from hub_plugins.token_checks import JWKS, TokenCheckError, check
 from hub_plugins.token_exchange import ExchangeError, Target, earliest_expiry, exchange_all
 
 UNREACHABLE = "ESCAPE IAM is not reachable right now; please try again in a minute"
+UNUSABLE = ("ESCAPE IAM returned a token the hub cannot use, so the login was stopped; please try again in a few "
+            "minutes, and tell the service operators if this persists")
+OTHER_IDENTITY = ("This hub account belongs to another ESCAPE IAM identity than the one you logged in with (your "
+                  "IAM account was probably renamed or recreated). Your files were not opened. Please contact the "
+                  "service operators: they can move the hub account to your current identity.")
+#: auth_state keys that outlive a login: the pinned identity and the running servers' token ids
+PERSISTENT_KEYS = ("sub", server_tokens.KEY)
 
 
 def _login_unavailable(log, error: DiscoveryError) -> web.HTTPError:
@@ -38,6 +57,10 @@ def _login_unavailable(log, error: DiscoveryError) -> web.HTTPError:
     if error.unreachable:
         return web.HTTPError(503, UNREACHABLE)
     return web.HTTPError(503, "The hub's ESCAPE IAM settings are wrong; please tell the service operators")
+
+
+def _retryable(code: int) -> bool:
+    return code == 599 or code >= 500  # 599: tornado's code for timeouts and connection errors
 
 
 class IAMLoginHandler(OAuthLoginHandler):
@@ -51,13 +74,36 @@ class IAMLoginHandler(OAuthLoginHandler):
         return super().get()
 
 
+class RefreshFailed(Exception):
+    """A refresh that did not produce new tokens; `final` when only a new login can help."""
+
+    def __init__(self, reason: str, *, final: bool):
+        super().__init__(reason)
+        self.final = final
+
+
+@dataclass(frozen=True)
+class Failure:
+    at: float
+    final: bool
+
+
 class EscapeIAMAuthenticator(GenericOAuthenticator):
     login_handler = IAMLoginHandler
+    logout_handler = IAMLogoutHandler
 
     issuer = Unicode(
         config=True,
-        help="""The IAM issuer URL, e.g. https://iam-escape.cloud.cnaf.infn.it/. The authorize, token and userinfo
-        endpoints are read from its /.well-known/openid-configuration unless set explicitly.""",
+        help="""The IAM issuer URL, e.g. https://iam-escape.cloud.cnaf.infn.it/. The authorize, token, userinfo,
+        JWKS and revocation endpoints are read from its /.well-known/openid-configuration unless set explicitly.""",
+    )
+    jwks_url = Unicode(
+        config=True, help="The issuer's signing keys (JWKS), which every exchanged token must verify with."
+    )
+    revocation_url = Unicode(
+        config=True,
+        help="""The issuer's RFC 7009 revocation endpoint: logout revokes the user's IAM refresh token there.
+        Empty: none (discovered when the issuer advertises one).""",
     )
 
     discovery_timeout = Float(
@@ -84,9 +130,13 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             raise TraitError(str(e)) from None
         return proposal["value"]
 
-    exchange_timeout = Float(10.0, config=True, help="Timeout (s) of one token exchange request.")
+    exchange_timeout = Float(10.0, config=True, help="Timeout (s) of one token exchange or revocation request.")
     exchange_retries = Integer(
         2, config=True, help="Retries of an exchange after a connection error, timeout or IdP 5xx (never on 4xx)."
+    )
+    clock_skew = Float(
+        30.0, config=True,
+        help="Seconds of clock difference with the IdP tolerated on a token's nbf/iat (never on its expiry).",
     )
 
     refresh_margin = Integer(
@@ -101,6 +151,35 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         if proposal["value"] < 0:
             raise TraitError("refresh_margin must be >= 0 seconds")
         return proposal["value"]
+
+    refresh_backoff = Float(
+        30.0,
+        config=True,
+        help="""After a failed refresh, seconds during which the user's tokens are not refreshed again: requests
+        meanwhile get the current tokens while they are valid and do not reach IAM (no retry storm when IAM is
+        struggling).""",
+    )
+
+    operator_groups = Set(
+        Unicode(),
+        config=True,
+        help="""IAM groups whose members operate the service: they get the `dlaas-operator` hub role (admin page,
+        users, groups, start/stop servers), never the reading of other users' tokens. Applied by
+        hub_plugins.hub_roles.apply(c).""",
+    )
+    operator_scopes = List(
+        Unicode(),
+        config=True,
+        help="""Scopes added to the `dlaas-operator` role on top of its defaults (opt-in: e.g. `admin:users` also
+        lets operators read everyone's IAM tokens). Applied by hub_plugins.hub_roles.apply(c).""",
+    )
+    allow_hub_admins = Bool(
+        False,
+        config=True,
+        help="""Accept admin_users / admin_groups. JupyterHub's admin role cannot be narrowed: it reads every
+        user's auth_state (IAM refresh tokens) and creates tokens for anyone. Without this, the hub refuses to
+        start with them and removes the admin flag from existing users.""",
+    )
 
     @default("enable_auth_state")
     def _enable_auth_state_default(self):
@@ -136,10 +215,60 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         return (f"Your ESCAPE IAM account is not in a group allowed to use this service ({groups}). "
                 "Ask your IAM group manager to add you, then log in again.")
 
+    @default("reconcile_auth_state_hook")
+    def _reconcile_default(self):
+        return _reconcile_hook
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from jupyterhub.crypto import CryptKeeper
+
+        if self.enable_auth_state and not CryptKeeper.instance().keys:
+            raise ValueError(
+                "escape-iam keeps IAM tokens in encrypted auth_state: set JUPYTERHUB_CRYPT_KEY "
+                "(e.g. `openssl rand -hex 32`) in the hub's environment"
+            )
+        if not self.enable_auth_state:
+            raise ValueError("escape-iam needs enable_auth_state = True: the IAM refresh token must stay in the hub")
+        if (self.admin_users or self.admin_groups) and not self.allow_hub_admins:
+            raise ValueError(
+                "escape-iam refuses admin_users/admin_groups: JupyterHub admins read every user's IAM refresh "
+                "token. Put operators in EscapeIAMAuthenticator.operator_groups (role dlaas-operator), or set "
+                "EscapeIAMAuthenticator.allow_hub_admins = True to accept that"
+            )
+        if self.reconcile_auth_state_hook is not _reconcile_hook:
+            raise ValueError("escape-iam sets reconcile_auth_state_hook itself (it keeps users pinned to their IAM "
+                             "identity): use modify_auth_state_hook for changes to auth_state")
+        app = self.parent
+        if getattr(app, "load_roles", None) is not None and hasattr(app, "custom_scopes"):
+            problem = hub_roles.configuration_problem(app, self.operator_groups, self.operator_scopes)
+            if problem:
+                raise ValueError(f"{problem}: call hub_plugins.hub_roles.apply(c) last in the hub configuration")
+        sensitive = sorted(hub_roles.SENSITIVE_SCOPES.intersection(s.partition("!")[0] for s in self.operator_scopes))
+        if sensitive:
+            self.log.warning("operator_scopes grants %s to the dlaas-operator role: operators can reach users' "
+                             "tokens", ", ".join(sensitive))
+        self._targets = [Target.parse(name, spec) for name, spec in self.exchange_targets.items()]
+        self._user_locks: dict[str, asyncio.Lock] = {}
+        self._failures: dict[str, Failure] = {}
+        self._discovery_lock = asyncio.Lock()
+        self._jwks = JWKS(lambda request: self.http_client.fetch(request), lambda: self.jwks_url,
+                          timeout=self.exchange_timeout)
+        self._background: set[asyncio.Task] = set()
+
+    def get_handlers(self, app):
+        from hub_plugins.token_api import TokenAPIHandler
+
+        return [*super().get_handlers(app), (r"/api/dlaas/tokens", TokenAPIHandler)]
+
+    def user_lock(self, name: str) -> asyncio.Lock:
+        """Serialises this hub's changes to one user's auth_state (refresh, spawn, logout)."""
+        return self._user_locks.setdefault(name, asyncio.Lock())
+
     # --- discovery -------------------------------------------------------------------------------------------
 
     async def ensure_endpoints(self) -> None:
-        """Fill authorize_url, token_url and userdata_url from the issuer's discovery document, once.
+        """Fill the endpoint traits left empty from the issuer's discovery document, once.
 
         Done when a login or refresh first needs them, asynchronously: an IdP that is down or slow never blocks
         the hub, and loading the configuration contacts nothing. Raises DiscoveryError.
@@ -149,59 +278,61 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             return
         async with self._discovery_lock:
             if not all(getattr(self, trait) for trait in missing):
-                endpoints = await discover(AsyncHTTPClient().fetch, self.issuer, timeout=self.discovery_timeout)
-                for trait in missing:
+                endpoints = await discover(self.http_client.fetch, self.issuer, timeout=self.discovery_timeout)
+                for trait in [*ENDPOINTS, *OPTIONAL_ENDPOINTS]:
                     if not getattr(self, trait):
                         setattr(self, trait, endpoints[trait])
                 self.log.info("endpoints of %s read from its discovery document", self.issuer)
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        if self.enable_auth_state and not CryptKeeper.instance().keys:
-            raise ValueError(
-                "escape-iam keeps IAM tokens in encrypted auth_state: set JUPYTERHUB_CRYPT_KEY "
-                "(e.g. `openssl rand -hex 32`) in the hub's environment"
-            )
-        if not self.enable_auth_state:
-            raise ValueError("escape-iam needs enable_auth_state = True: the IAM refresh token must stay in the hub")
-        self._targets = [Target.parse(name, spec) for name, spec in self.exchange_targets.items()]
-        self._refresh_locks: dict[str, asyncio.Lock] = {}
-        self._discovery_lock = asyncio.Lock()
-        self._recent_models: dict[str, dict] = {}
-
-    def get_handlers(self, app):
-        from hub_plugins.token_api import TokenAPIHandler
-
-        return [*super().get_handlers(app), (r"/api/dlaas/tokens", TokenAPIHandler)]
-
     # --- login and exchange ----------------------------------------------------------------------------------
 
-    async def exchange(self, subject_token: str) -> dict[str, dict]:
-        return await exchange_all(
-            AsyncHTTPClient().fetch, self.token_url, self.client_id, self.client_secret, subject_token,
+    async def exchange(self, subject_token: str, sub: str) -> dict[str, dict]:
+        """One verified token per target for the identity `sub`; ExchangeError or TokenCheckError."""
+        exchanged = await exchange_all(
+            self.http_client.fetch, self.token_url, self.client_id, self.client_secret, subject_token,
             self._targets, timeout=self.exchange_timeout, retries=self.exchange_retries,
         )
+        for target in self._targets:
+            token = exchanged[target.name]
+            try:
+                kid = jwt.get_unverified_header(token["access_token"]).get("kid")
+                claims = check(token["access_token"], await self._jwks.key(kid), issuer=self.issuer,
+                               audience=target.audience, subject=sub, leeway=self.clock_skew)
+            except jwt.exceptions.PyJWTError:
+                raise TokenCheckError(f"the {target.name} token is not a JWT") from None
+            except TokenCheckError as e:
+                raise TokenCheckError(f"the {target.name} token: {e}") from None
+            token["expires_at"] = min(float(token["expires_at"]), float(claims["exp"]))
+        return exchanged
 
     async def update_auth_model(self, auth_model):
-        """Called by oauthenticator at login and at refresh: add the exchanged tokens to auth_state."""
+        """Called by oauthenticator at login and at refresh: pin the `sub`, add the verified exchanged tokens."""
         auth_state = auth_model["auth_state"]
-        now = time.time()
+        sub = (auth_state.get(self.user_auth_state_key) or {}).get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise TokenCheckError("ESCAPE IAM's userinfo names no subject (sub)")
+        auth_state["sub"] = sub
         expires_in = auth_state.get("token_response", {}).get("expires_in")
-        auth_state["iam_expires_at"] = now + float(expires_in) if expires_in else None
-        auth_state["exchanged"] = await self.exchange(auth_state["access_token"])
+        auth_state["iam_expires_at"] = time.time() + float(expires_in) if expires_in else None
+        auth_state["exchanged"] = await self.exchange(auth_state["access_token"], sub)
+        if not self.allow_hub_admins:
+            auth_model["admin"] = False
         return auth_model
 
     async def authenticate(self, handler, data=None, **kwargs):
         try:
             await self.ensure_endpoints()
-            return await super().authenticate(handler, data, **kwargs)
+            model = await super().authenticate(handler, data, **kwargs)
+        except TokenCheckError as e:
+            self.log.warning("login: refused a token from IAM: %s", e)
+            raise web.HTTPError(503, UNUSABLE) from None
         except ExchangeError as e:
             self.log.warning("login: %s", e)
             raise web.HTTPError(503, "ESCAPE IAM did not issue the Data Lake tokens; please try again in a minute")
         except DiscoveryError as e:
             raise _login_unavailable(self.log, e) from None
         except HTTPClientError as e:
-            if e.code == 599 or e.code >= 500:
+            if _retryable(e.code):
                 self.log.warning("login: IAM unavailable (%s)", e.code)
                 raise web.HTTPError(503, UNREACHABLE) from None
             # e.g. the callback page reloaded: its one-time code is spent
@@ -211,6 +342,91 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         except OSError as e:
             self.log.warning("login: IAM unreachable (%s)", type(e).__name__)
             raise web.HTTPError(503, UNREACHABLE) from None
+        existing = handler.find_user(model["name"]) if handler is not None else None
+        pinned = ((await existing.get_auth_state()) or {}).get("sub") if existing is not None else None
+        if pinned and pinned != model["auth_state"]["sub"]:
+            self.log.warning("login as %s refused: the hub account belongs to another IAM identity (sub)",
+                             model["name"])
+            raise web.HTTPError(403, OTHER_IDENTITY)
+        model["auth_state"]["session"] = secrets.token_urlsafe(16)
+        self._failures.pop(model["name"], None)  # a new login starts without the last session's back-off
+        return model
+
+    def reconcile(self, auth_model: dict, existing: dict | None) -> dict:
+        """The auth_state to save for a login or refresh result (JupyterHub's reconcile_auth_state_hook).
+
+        The pinned `sub` and the server token record always come from what is stored. A refresh result whose
+        session ended meanwhile (logout, new login) is discarded: it must not bring back tokens.
+        """
+        existing = existing or {}
+        state = dict(auth_model.get("auth_state") or {})
+        if auth_model.get("dlaas_refresh") and existing.get("session") != state.get("session"):
+            return existing
+        for key in PERSISTENT_KEYS:
+            if key in existing:
+                state[key] = existing[key]
+        return state
+
+    def add_user(self, user):
+        """At hub start (every known user) and for new users: no hub admins unless allow_hub_admins."""
+        result = super().add_user(user)
+        if not self.allow_hub_admins and isinstance(user, orm.User):
+            admin_role = orm.Role.find(sa_inspect(user).session, "admin")
+            if user.admin or (admin_role is not None and admin_role in user.roles):
+                self.log.warning("removing JupyterHub admin from %s (EscapeIAMAuthenticator.allow_hub_admins is "
+                                 "off; operators get the dlaas-operator role)", user.name)
+                user.admin = False
+                if admin_role in user.roles:
+                    roles.strip_role(sa_inspect(user).session, entity=user, rolename="admin")
+        return result
+
+    # --- servers and logout ----------------------------------------------------------------------------------
+
+    async def pre_spawn_start(self, user, spawner):
+        """Record which token JupyterHub gave this server (its database id, never the token)."""
+        token = orm.APIToken.find(user.db, spawner.api_token) if spawner.api_token else None
+        if token is None:
+            self.log.warning("spawning %s's server %r: its API token is not in the database", user.name,
+                             spawner.name)
+            return
+        await self.record_server_token(user, spawner.name, token.id)
+
+    async def post_spawn_stop(self, user, spawner):
+        await self.record_server_token(user, spawner.name, None)
+
+    async def record_server_token(self, user, server_name: str, token_id: int | None) -> None:
+        async with self.user_lock(user.name):
+            state = await user.get_auth_state()
+            await user.save_auth_state(server_tokens.with_server_token(state, server_name, token_id))
+
+    async def end_session(self, user) -> None:
+        """Logout: drop the IAM and exchanged tokens from auth_state, then revoke the refresh token at IAM."""
+        async with self.user_lock(user.name):
+            state = await user.get_auth_state() or {}
+            refresh_token = state.get("refresh_token")
+            await user.save_auth_state({key: state[key] for key in PERSISTENT_KEYS if key in state})
+        self._failures.pop(user.name, None)
+        self.log.info("%s logged out: IAM and Data Lake tokens dropped", user.name)
+        if refresh_token:
+            task = asyncio.ensure_future(self._revoke(user.name, refresh_token))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _revoke(self, username: str, refresh_token: str) -> None:
+        try:
+            await self.ensure_endpoints()
+        except DiscoveryError as e:
+            self.log.warning("could not revoke %s's IAM refresh token: %s", username, e)
+            return
+        if not self.revocation_url:
+            self.log.info("IAM advertises no revocation endpoint: %s's refresh token expires on its own", username)
+            return
+        problem = await revoke(self.http_client.fetch, self.revocation_url, self.client_id, self.client_secret,
+                               refresh_token, timeout=self.exchange_timeout)
+        if problem:
+            self.log.warning("revoking %s's IAM refresh token failed (%s)", username, problem)
+        else:
+            self.log.info("revoked %s's IAM refresh token", username)
 
     # --- refresh ---------------------------------------------------------------------------------------------
 
@@ -222,50 +438,95 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             return True
         return earliest_expiry(exchanged) - now <= self.refresh_margin
 
+    def recent_failure(self, username: str) -> Failure | None:
+        """The user's last failed refresh while its back-off lasts, else None."""
+        failure = self._failures.get(username)
+        if failure is not None and time.monotonic() - failure.at < self.refresh_backoff:
+            return failure
+        return None
+
+    def _answer_after_failure(self, failure: Failure, auth_state: dict):
+        """True (stay logged in) while a retryable failure leaves every exchanged token valid, else False."""
+        if failure.final:
+            return False
+        exchanged = auth_state.get("exchanged") or {}
+        valid = set(exchanged) == {t.name for t in self._targets} and earliest_expiry(exchanged) > time.time()
+        return valid
+
     async def refresh_user(self, user, handler=None, **kwargs):
         auth_state = await user.get_auth_state()
-        if not auth_state:
-            return False
+        if not auth_state or not auth_state.get("refresh_token"):
+            return False  # never logged in, or logged out
         if not self.needs_refresh(auth_state):
             return True
-        lock = self._refresh_locks.setdefault(user.name, asyncio.Lock())
-        async with lock:
-            # Another request may have refreshed while we waited; JupyterHub saves its result only after
-            # refresh_user returns, so also look at the last model this authenticator produced.
-            auth_state = await user.get_auth_state()
-            if auth_state and not self.needs_refresh(auth_state):
+        async with self.user_lock(user.name):
+            # Another request may have refreshed while this one waited: read what it saved.
+            auth_state = await user.get_auth_state() or {}
+            if not auth_state.get("refresh_token"):
+                return False
+            if not self.needs_refresh(auth_state):
                 return True
-            recent = self._recent_models.get(user.name)
-            if recent and not self.needs_refresh(recent["auth_state"]):
-                return recent
-            model = await self._refresh(user.name, auth_state or {})
-            if model:
-                self._recent_models[user.name] = model
+            failure = self.recent_failure(user.name)
+            if failure is not None:
+                return self._answer_after_failure(failure, auth_state)
+            try:
+                model = await self._refresh(user, auth_state)
+            except RefreshFailed as e:
+                failure = self._failures[user.name] = Failure(time.monotonic(), e.final)
+                if e.final:
+                    self.log.warning("refresh for %s failed (%s); a new login is needed", user.name, e)
+                else:
+                    self.log.warning("refresh for %s failed (%s); next try in %g s", user.name, e,
+                                     self.refresh_backoff)
+                return self._answer_after_failure(failure, await user.get_auth_state() or {})
+            self._failures.pop(user.name, None)
             return model
 
-    async def _refresh(self, username: str, auth_state: dict):
-        refresh_token = auth_state.get("refresh_token")
-        if not refresh_token:
-            self.log.info("refresh for %s: no IAM refresh token; a new login is needed", username)
-            return False
+    async def _refresh(self, user, auth_state: dict) -> dict:
+        """New IAM and exchanged tokens for `user`, saved; RefreshFailed when that is not possible."""
+        username = user.name
+        old_refresh_token = auth_state["refresh_token"]
         try:
             await self.ensure_endpoints()
-            token_info = await self.get_token_info(None, self.build_refresh_token_request_params(refresh_token))
-            if not token_info.get("refresh_token"):
-                token_info["refresh_token"] = refresh_token  # IAM may keep the refresh token unchanged
-            auth_model = await self._token_to_auth_model(token_info)
-        except (HTTPClientError, ExchangeError, DiscoveryError, OSError, web.HTTPError) as e:
-            reason = getattr(e, "code", None) or getattr(e, "status_code", None) or type(e).__name__
-            self.log.warning("refresh for %s failed (%s); a new login is needed", username, reason)
-            return False
-        if auth_model["name"] != username:
-            self.log.warning("refresh for %s returned another identity; a new login is needed", username)
-            return False
-        if not await self._still_allowed(username, auth_model):
-            self.log.warning("refresh for %s: no longer in an allowed IAM group; no more Data Lake tokens", username)
-            return False
+            token_info = await self.get_token_info(None, self.build_refresh_token_request_params(old_refresh_token))
+        except DiscoveryError as e:
+            raise RefreshFailed(str(e), final=not e.unreachable) from None
+        except HTTPClientError as e:
+            raise RefreshFailed(f"IAM answered {e.code} to the refresh token", final=not _retryable(e.code)) from None
+        except web.HTTPError as e:
+            raise RefreshFailed(f"IAM refused the refresh token ({e.status_code})", final=True) from None
+        except OSError as e:
+            raise RefreshFailed(f"IAM unreachable ({type(e).__name__})", final=False) from None
+        token_info["refresh_token"] = token_info.get("refresh_token") or old_refresh_token
+        if token_info["refresh_token"] != old_refresh_token:
+            # IAM rotated the refresh token and has already forgotten the old one: keep the new one whatever
+            # happens next, or a failing exchange below would end the user's session.
+            auth_state = {**auth_state, "refresh_token": token_info["refresh_token"]}
+            await user.save_auth_state(auth_state)
+        try:
+            model = await self._token_to_auth_model(token_info)
+        except HTTPClientError as e:
+            raise RefreshFailed(f"IAM answered {e.code} at userinfo", final=not _retryable(e.code)) from None
+        except ExchangeError as e:
+            raise RefreshFailed(str(e), final=False) from None
+        except TokenCheckError as e:
+            raise RefreshFailed(f"IAM returned an unusable token: {e}", final=False) from None
+        except (OSError, DiscoveryError, web.HTTPError) as e:
+            raise RefreshFailed(f"IAM unavailable ({type(e).__name__})", final=False) from None
+        except ValueError as e:
+            raise RefreshFailed(f"IAM's answer names no user ({type(e).__name__})", final=True) from None
+        if model["name"] != username:
+            raise RefreshFailed("IAM returned another username", final=True)
+        if auth_state.get("sub") and model["auth_state"]["sub"] != auth_state["sub"]:
+            raise RefreshFailed("IAM returned another identity (sub) for this hub account", final=True)
+        if not await self._still_allowed(username, model):
+            raise RefreshFailed("no longer in an allowed IAM group", final=True)
+        model["auth_state"]["session"] = auth_state.get("session") or secrets.token_urlsafe(16)
+        model["dlaas_refresh"] = True
+        model["auth_state"] = self.reconcile(model, {**auth_state, "session": model["auth_state"]["session"]})
+        await user.save_auth_state(model["auth_state"])
         self.log.info("refreshed IAM and exchanged tokens for %s", username)
-        return auth_model
+        return model
 
     async def _still_allowed(self, username: str, auth_model: dict) -> bool:
         """The login's group check, again at refresh: leaving the IAM group ends the Data Lake tokens too."""
@@ -273,3 +534,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             return bool(await self.check_allowed(username, auth_model))
         except web.HTTPError:
             return False
+
+
+def _reconcile_hook(authenticator, auth_model, existing_auth_state):
+    return authenticator.reconcile(auth_model, existing_auth_state)

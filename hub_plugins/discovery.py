@@ -1,4 +1,5 @@
-"""The issuer's OpenID discovery document: where its authorize, token and userinfo endpoints are.
+"""The issuer's OpenID discovery document: where its authorize, token, userinfo, signing-key (JWKS) and revocation
+endpoints are.
 
 Fetched asynchronously, when a login or a refresh first needs it (never while the hub's configuration is loaded, so
 checking a configuration contacts nothing, and never blocking the hub's event loop while the IdP is slow or down).
@@ -16,6 +17,11 @@ ENDPOINTS = {
     "authorize_url": "authorization_endpoint",
     "token_url": "token_endpoint",
     "userdata_url": "userinfo_endpoint",
+    "jwks_url": "jwks_uri",
+}
+#: endpoints an issuer may leave out (RFC 7009 revocation): empty when not advertised
+OPTIONAL_ENDPOINTS = {
+    "revocation_url": "revocation_endpoint",
 }
 
 Fetch = Callable[[HTTPRequest], Awaitable[HTTPResponse]]
@@ -50,7 +56,11 @@ def parse(body: bytes, issuer: str, url: str) -> dict[str, str]:
     missing = [key for key in ENDPOINTS.values() if not isinstance(doc.get(key), str) or not doc[key]]
     if missing:
         raise DiscoveryError(f"the discovery document at {url} lacks {', '.join(missing)}", unreachable=False)
-    return {trait: doc[key] for trait, key in ENDPOINTS.items()}
+    endpoints = {trait: doc[key] for trait, key in ENDPOINTS.items()}
+    for trait, key in OPTIONAL_ENDPOINTS.items():
+        value = doc.get(key)
+        endpoints[trait] = value if isinstance(value, str) else ""
+    return endpoints
 
 
 async def discover(fetch: Fetch, issuer: str, *, timeout: float = 10.0) -> dict[str, str]:

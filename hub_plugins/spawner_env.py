@@ -12,10 +12,7 @@ from __future__ import annotations
 from traitlets import Integer, Unicode
 from traitlets.config import Configurable
 
-from hub_plugins.token_api import SCOPE
-
-#: Scopes a user's server token needs: JupyterHub's defaults plus the token API.
-SERVER_TOKEN_SCOPES = ["access:servers!server", "users:activity!user", SCOPE]
+from hub_plugins.hub_roles import SERVER_TOKEN_SCOPES  # noqa: F401 - where configurations used to import it
 
 
 class DataLakeEnvironment(Configurable):
@@ -53,8 +50,19 @@ class DataLakeEnvironment(Configurable):
         config=True,
         help="Per-user cache of the Rucio extension (its default is shared by every user of a machine).",
     )
-    scratch_mount = Unicode("/scratch", config=True, help="Where the scratch area is mounted (datalakectl).")
-    scratch_rse = Unicode("JUPYTER-SCRATCHDISK", config=True, help="The greedy RSE backing the scratch area.")
+    scratch_mount = Unicode(
+        "/scratch",
+        config=True,
+        help="""Where the user's own scratch directory is mounted in the server ({username} is replaced). Only that
+        user's directory: the registration service resolves upload paths inside it.""",
+    )
+    scratch_rse = Unicode("DLAAS-SCRATCH", config=True, help="The greedy RSE backing the scratch area.")
+    registrar_url = Unicode(
+        "",
+        config=True,
+        help="""URL of the registration service (dlaas-registrar) that registers scratch uploads in Rucio, e.g.
+        the hub's proxy + /services/dlaas-registrar/. datalakectl sends upload requests there.""",
+    )
     icon_font = Unicode(
         "",
         config=True,
@@ -81,7 +89,7 @@ class DataLakeEnvironment(Configurable):
             "RUCIO_DISPLAY_NAME": self.rucio_display_name,
             "RUCIO_CONFIG": self.rucio_config_path.format(username=username),
             "RUCIO_CACHE_DIR": self.rucio_cache_dir.format(username=username),
-            "DLAAS_SCRATCH_MOUNT": self.scratch_mount,
+            "DLAAS_SCRATCH_MOUNT": self.scratch_mount.format(username=username),
             "DLAAS_SCRATCH_RSE": self.scratch_rse,
         }
         optional = {
@@ -95,6 +103,7 @@ class DataLakeEnvironment(Configurable):
             "RUCIO_PATH_BEGINS_AT": str(self.rucio_path_begins_at) if self.rucio_rse_mount_path else "",
             "RUCIO_CA_CERT": self.rucio_ca_cert,
             "JUPYTER_CONFIG_PATH": self.jupyter_config_path,
+            "DLAAS_REGISTRAR_URL": self.registrar_url,
             "DLAAS_ICON_FONT": self.icon_font,
         }
         env.update({k: v for k, v in optional.items() if v})

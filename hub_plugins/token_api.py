@@ -1,22 +1,40 @@
-"""GET /hub/api/dlaas/tokens: a user's server asks for its user's fresh Data Lake tokens.
+"""GET /hub/api/dlaas/tokens: a user's running server asks for its user's fresh Data Lake tokens.
 
-Authorised by the server's own API token (JUPYTERHUB_API_TOKEN), which must carry the custom scope
-`custom:dlaas-tokens` (grant it through Spawner.server_token_scopes). The answer holds only the caller's own
-exchanged access tokens with their expiry, refreshed first when they are close to expiry - never the IAM refresh,
-access or id token. Browser cookies are refused: tokens go to servers, not to web pages.
+Only the API token JupyterHub gave that running server is answered (server_tokens.py): personal tokens - made on
+/hub/token or through the REST API, whatever their scopes -, other servers' tokens and stopped servers' tokens get
+403, and so does a token whose `custom:dlaas-tokens` scope is filtered to another user or server. Browser cookies
+are refused: tokens go to servers, not to web pages. After the user logs out the answer is 401; when IAM cannot
+renew the tokens right now and they have expired, 503 with Retry-After.
+
+The answer holds only the caller's own exchanged access tokens with their expiry, refreshed first when they are
+close to expiry - never the IAM refresh, access or id token -, plus the issuer and its userinfo endpoint (the EOS
+token file names it).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
 from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import has_scope
 from jupyterhub.user import User
 from tornado import web
 
-SCOPE = "custom:dlaas-tokens"
+from hub_plugins import server_tokens
+from hub_plugins.hub_roles import SCOPE
+
 PUBLIC_FIELDS = ("access_token", "expires_at", "audience", "scope")
+NOT_A_SERVER_TOKEN = ("Only the API token JupyterHub gave your running server can fetch Data Lake tokens; personal "
+                      "tokens (from /hub/token or the REST API) cannot, whatever their scopes")
+LOGGED_OUT = "You logged out of the hub: log in again to give your servers Data Lake tokens"
+SESSION_ENDED = "Your ESCAPE IAM session has ended: log in to the hub again"
+
+
+def may_read(parsed_scopes, username: str, server_name: str, db=None) -> bool:
+    """Whether a token with `parsed_scopes` may read the tokens of `username`'s server `server_name`."""
+    return bool(has_scope(f"{SCOPE}!server={username}/{server_name}", parsed_scopes, db=db))
 
 
 class TokenAPIHandler(APIHandler):
@@ -27,33 +45,66 @@ class TokenAPIHandler(APIHandler):
     async def get(self):
         user = self.current_user
         if user is None:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
+            raise web.HTTPError(403, "Unknown or expired hub token (a server's token ends when the server stops)")
         if not getattr(self, "_token_authenticated", False):
             raise web.HTTPError(403, "The token API answers user servers only: use the server's API token")
         if not isinstance(user, User):
             raise web.HTTPError(403, "Only a user's own server can ask for that user's tokens")
-        if SCOPE not in self.parsed_scopes:
-            raise web.HTTPError(403, f"This token lacks the {SCOPE} scope (Spawner.server_token_scopes)")
 
         authenticator = self.authenticator
         # Decrypting auth_state is the expensive part of this request: do it once, and refresh only when needed.
         auth_state = await user.get_auth_state() or {}
+        server_name = await self._server_of_token(user, auth_state)
+        if not may_read(self.parsed_scopes, user.name, server_name, self.db):
+            raise web.HTTPError(403, f"This token lacks the {SCOPE} scope for {user.name}'s server {server_name!r}")
+        if not auth_state.get("refresh_token"):
+            raise web.HTTPError(401, LOGGED_OUT)
         if authenticator.needs_refresh(auth_state):
             refreshed = await authenticator.refresh_user(user, self)
             if not refreshed:
-                raise web.HTTPError(401, "Your ESCAPE IAM session has ended: log in to the hub again")
+                self._refresh_failed(user)
             if isinstance(refreshed, dict):
                 await self.auth_to_user(refreshed, user)
                 auth_state = refreshed["auth_state"]
             else:
                 auth_state = await user.get_auth_state() or {}
         exchanged = auth_state.get("exchanged") or {}
-        now = time.time()
-        if not exchanged or min(float(t["expires_at"]) for t in exchanged.values()) <= now:
-            raise web.HTTPError(401, "No valid Data Lake tokens: log in to the hub again")
+        if not exchanged or min(float(t["expires_at"]) for t in exchanged.values()) <= time.time():
+            self._refresh_failed(user)
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Type", "application/json")
         self.write(json.dumps({
             "tokens": {name: {k: t[k] for k in PUBLIC_FIELDS if k in t} for name, t in exchanged.items()},
             "issuer": authenticator.issuer,
+            "userinfo_endpoint": authenticator.userdata_url,
         }))
+
+    async def _server_of_token(self, user, auth_state: dict) -> str:
+        """The name of the running server this request's token was issued to; 403 when there is none."""
+        orm_token = self.get_token()
+        if orm_token is None or orm_token.user is None or orm_token.user.id != user.id:
+            raise web.HTTPError(403, NOT_A_SERVER_TOKEN)
+        name = server_tokens.recorded_server(auth_state, orm_token.id)
+        if name is None:
+            # Not recorded: maybe the record was lost to a concurrent save; JupyterHub's own hash decides.
+            token = self.get_auth_token()
+            for candidate, spawner in list(user.spawners.items()):
+                if server_tokens.running_spawner(user, candidate) and server_tokens.issued_to(spawner, token):
+                    name = candidate
+                    self.log.info("re-recording the token of %s's server %r", user.name, name)
+                    await self.authenticator.record_server_token(user, name, orm_token.id)
+                    break
+        if name is None:
+            raise web.HTTPError(403, NOT_A_SERVER_TOKEN)
+        if server_tokens.running_spawner(user, name) is None:
+            raise web.HTTPError(403, f"{user.name}'s server {name!r} is not running: only running servers get tokens")
+        return name
+
+    def _refresh_failed(self, user):
+        failure = self.authenticator.recent_failure(user.name)
+        if failure is not None and not failure.final:
+            wait = max(1, math.ceil(self.authenticator.refresh_backoff - (time.monotonic() - failure.at)))
+            self.set_header("Retry-After", str(wait))
+            raise web.HTTPError(503, "ESCAPE IAM did not renew your Data Lake tokens (unreachable or failing); the "
+                                     f"hub tries again in {wait} s")
+        raise web.HTTPError(401, SESSION_ENDED)

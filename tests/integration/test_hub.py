@@ -1,19 +1,22 @@
-"""Logging in to the hub with the dev IAM, and the token API user servers get their tokens from.
+"""Logging in to the hub with the dev IAM, the hub's roles, and the token API user servers get their tokens from.
 
-A real JupyterHub (escape-iam authenticator, local process spawner, configurable-http-proxy) against the real
-dev IAM and Rucio; logins are scripted the way a browser does them (form post, cookies, redirects, state).
+A real JupyterHub (escape-iam authenticator, local process spawner, configurable-http-proxy, the production roles)
+against the real dev IAM and Rucio; logins are scripted the way a browser does them (form post, cookies, redirects,
+state). Attacks are played with normal accounts: alice, and `admin`, a member of the IAM operator group.
 """
 
 import json
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urljoin, urlparse
 
 import jwt
 import pytest
 import requests
 
 from devstack.iam_login import login
+from hub_plugins.token_api import LOGGED_OUT, NOT_A_SERVER_TOKEN
+from tests import hub_state
 from tests.conftest import wait_for
 
 
@@ -25,10 +28,24 @@ def hub_login(hub, user: str, password: str, next_url: str | None = None) -> tup
     return browser, browser.get(callback, allow_redirects=False, timeout=30)
 
 
-def auth_state(hub_admin, user: str) -> dict:
-    r = hub_admin.get(f"{hub_admin.api}/users/{user}", timeout=10)
-    r.raise_for_status()
-    return r.json()["auth_state"]
+def auth_state(hub, user: str) -> dict:
+    """`user`'s auth_state, read from the hub's database (no hub role can read it through the API)."""
+    return hub_state.auth_state(hub, user)
+
+
+def personal_token(hub, browser: requests.Session, user: str, **body) -> requests.Response:
+    """What the /hub/token page does: the logged-in browser asks the REST API for a token of `user`."""
+    browser.get(f"{hub.url}/hub/token", timeout=30)  # a page: sets a fresh _xsrf cookie
+    xsrf = browser.cookies.get("_xsrf", path="/hub/")
+    return browser.post(f"{hub.url}/hub/api/users/{user}/tokens", json=body, timeout=30,
+                        headers={"X-XSRFToken": xsrf, "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"})
+
+
+def api(hub, token: str) -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {token}"
+    session.api = f"{hub.url}/hub/api"
+    return session
 
 
 def test_alice_logs_in_and_her_auth_state_holds_exchanged_tokens(hub, hub_admin, iam):
@@ -37,7 +54,8 @@ def test_alice_logs_in_and_her_auth_state_holds_exchanged_tokens(hub, hub_admin,
     # To the hub's pages, or straight into her server if it already runs.
     assert urlparse(answer.headers["Location"]).path.startswith(("/hub/", "/user/alice/"))
     assert browser.get(f"{hub.url}/hub/home", timeout=10).status_code == 200
-    state = auth_state(hub_admin, "alice")
+    state = auth_state(hub, "alice")
+    assert state["sub"] == iam.user("alice")["sub"]  # the hub account is pinned to this IAM identity
     assert set(state["exchanged"]) == {"rucio", "eos"}
     for name, audience in (("rucio", "rucio"), ("eos", "eos")):
         claims = jwt.decode(state["exchanged"][name]["access_token"], options={"verify_signature": False})
@@ -77,20 +95,63 @@ def test_a_user_outside_the_allowed_groups_is_refused_with_a_page_not_a_crash(hu
     assert "not in a group allowed to use this service (escape/users)" in answer.text
 
 
-def test_admins_come_from_the_iam_admin_group(hub, hub_admin):
-    _, answer = hub_login(hub, "admin", "admin-pass")
+@pytest.fixture(scope="module")
+def operator(hub):
+    """`admin`, in the IAM operator group, logged in: (browser, an API session with a token of his own)."""
+    browser, answer = hub_login(hub, "admin", "admin-pass")
     assert answer.status_code == 302
+    made = personal_token(hub, browser, "admin", note="operator at work")
+    assert made.status_code == 201, made.text
+    return browser, api(hub, made.json()["token"])
+
+
+def test_iam_operators_run_the_hub_without_becoming_hub_admins(hub, hub_admin, operator):
+    browser, admin = operator
     user = hub_admin.get(f"{hub_admin.api}/users/admin", timeout=10).json()
-    assert user["admin"] is True
+    assert user["admin"] is False
     assert "escape/admins" in user["groups"]
+    assert browser.get(f"{hub.url}/hub/admin", timeout=30).status_code == 200
+    listed = admin.get(f"{admin.api}/users", timeout=10)
+    assert listed.status_code == 200 and "alice" in {u["name"] for u in listed.json()}
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/steal", "//evil.example/steal", "/\\evil.example"])
+def test_admin_cannot_read_alices_auth_state(hub, operator):
+    hub_login(hub, "alice", "alice-pass")
+    _, admin = operator
+    alice = admin.get(f"{admin.api}/users/alice", timeout=10)
+    assert alice.status_code == 200
+    assert "auth_state" not in alice.json()
+    assert "refresh_token" not in alice.text
+    overwrite = admin.patch(f"{admin.api}/users/alice", json={"auth_state": {}}, timeout=10)
+    assert overwrite.status_code == 403
+
+
+def test_admin_cannot_mint_a_token_for_alice(hub, operator):
+    _, admin = operator
+    for body in ({"scopes": ["custom:dlaas-tokens!user=alice"]}, {"scopes": ["custom:dlaas-tokens"]}, {}):
+        answer = admin.post(f"{admin.api}/users/alice/tokens", json=body, timeout=10)
+        assert answer.status_code == 403, answer.text
+        assert "token" not in answer.json()
+    assert admin.get(f"{admin.api}/users/alice/tokens", timeout=10).status_code in (403, 404)
+
+
+def test_admin_cannot_enter_alices_server(hub, operator, alice_server):
+    browser, admin = operator
+    lab = browser.get(f"{hub.url}/user/alice/lab", timeout=60)
+    assert lab.status_code == 403, lab.url
+    assert "JupyterLab" not in lab.text
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/steal", "//evil.example/steal", "/\\evil.example",
+                                    "\\\\evil.example", "https:evil.example"])
 def test_next_never_leads_off_site(hub, target):
     _, answer = hub_login(hub, "alice", "alice-pass", next_url=target)
+    assert answer.status_code in (302, 303), answer.text[:300]
     location = answer.headers.get("Location", "")
-    assert "evil.example" not in urlparse(location).netloc
-    assert not location.startswith("//")
+    assert location, "a redirect without a Location"
+    resolved = urljoin(f"{hub.url}/hub/oauth_callback", location)
+    assert urlparse(resolved).netloc == urlparse(hub.url).netloc, location
+    assert not location.startswith(("//", "/\\")) and "\\" not in location
 
 
 # --- the token API, called with a real user server's own token ---------------------------------------------
@@ -126,13 +187,14 @@ def _tokens(hub, token: str) -> requests.Response:
     return requests.get(f"{hub.url}/hub/api/dlaas/tokens", headers={"Authorization": f"token {token}"}, timeout=30)
 
 
-def test_the_token_api_gives_a_server_its_users_exchanged_tokens_only(hub, hub_admin, alice_server):
+def test_the_token_api_gives_a_server_its_users_exchanged_tokens_only(hub, iam, alice_server):
     token, _ = alice_server
     answer = _tokens(hub, token)
     assert answer.status_code == 200
     body = answer.json()
     assert set(body["tokens"]) == {"rucio", "eos"}
-    state = auth_state(hub_admin, "alice")
+    assert body["issuer"] == iam.issuer and body["userinfo_endpoint"] == f"{iam.url}/userinfo"
+    state = auth_state(hub, "alice")
     assert body["tokens"]["rucio"]["access_token"] == state["exchanged"]["rucio"]["access_token"]
     text = answer.text
     for secret in (state["refresh_token"], state["access_token"], state["id_token"]):
@@ -153,12 +215,31 @@ def test_the_token_api_refuses_cookies_other_scopes_and_strangers(hub, hub_admin
     assert _tokens(hub, TEST_ADMIN_TOKEN).status_code == 403  # a service is nobody's server
 
 
-def test_the_token_api_refuses_expired_hub_tokens_and_iam_tokens(hub, hub_admin, alice_server, rucio_token):
-    short = hub_admin.post(f"{hub_admin.api}/users/alice/tokens",
-                           json={"scopes": ["custom:dlaas-tokens"], "expires_in": 1}, timeout=10).json()["token"]
-    assert _tokens(hub, short).status_code == 200  # the right scope, Alice's own: accepted while valid
-    time.sleep(2.1)
-    assert _tokens(hub, short).status_code == 403
+def test_a_personal_token_cannot_fetch_data_lake_tokens(hub, alice_server):
+    browser, _ = hub_login(hub, "alice", "alice-pass")
+    for body in ({"scopes": ["custom:dlaas-tokens!user=alice"], "note": "copied into a script"},
+                 {"note": "inherits everything alice may do"},
+                 {"scopes": ["custom:dlaas-tokens!server=alice/"], "note": "filtered to her running server"}):
+        made = personal_token(hub, browser, "alice", **body)
+        assert made.status_code == 201, made.text
+        answer = _tokens(hub, made.json()["token"])
+        assert answer.status_code == 403, body
+        assert answer.json()["message"] == NOT_A_SERVER_TOKEN
+        assert "access_token" not in answer.text
+    # A token never carries more than its user holds: the unfiltered scope is refused when it is made.
+    assert personal_token(hub, browser, "alice", scopes=["custom:dlaas-tokens"]).status_code == 400
+
+
+def test_a_token_filtered_to_bob_or_to_another_server_gets_nothing(hub, alice_server):
+    browser, _ = hub_login(hub, "alice", "alice-pass")
+    to_bob = personal_token(hub, browser, "alice", scopes=["custom:dlaas-tokens!user=bob"])
+    assert to_bob.status_code == 400  # alice does not hold bob's scope: no such token can exist
+    other = personal_token(hub, browser, "alice", scopes=["custom:dlaas-tokens!server=alice/other"])
+    assert other.status_code == 201, other.text
+    assert _tokens(hub, other.json()["token"]).status_code == 403
+
+
+def test_the_token_api_refuses_iam_tokens(hub, alice_server, rucio_token):
     # A real IAM token of Alice is not a hub credential, whatever the header says.
     iam_token = rucio_token("alice")
     for header in (f"token {iam_token}", f"Bearer {iam_token}"):
@@ -167,10 +248,10 @@ def test_the_token_api_refuses_expired_hub_tokens_and_iam_tokens(hub, hub_admin,
         assert "access_token" not in answer.text
 
 
-def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, hub_admin, alice_server):
+def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, alice_server):
     _, pid = alice_server
     environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
-    state = auth_state(hub_admin, "alice")
+    state = auth_state(hub, "alice")
     secrets = [state["refresh_token"], state["access_token"], state["id_token"],
                *(t["access_token"] for t in state["exchanged"].values())]
     for secret in secrets:
@@ -181,7 +262,7 @@ def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, hub_a
         assert secret not in log
 
 
-def test_an_iam_outage_gives_a_clear_login_error_and_sessions_keep_working(hub, hub_admin, iam, alice_server):
+def test_an_iam_outage_gives_a_clear_login_error_and_sessions_keep_working(hub, iam, alice_server):
     token, _ = alice_server
     browser = requests.Session()
     callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
@@ -198,8 +279,48 @@ def test_an_iam_outage_gives_a_clear_login_error_and_sessions_keep_working(hub, 
     assert json.loads(_tokens(hub, token).text)["tokens"]["rucio"]["access_token"]
 
 
+def test_after_logout_the_server_gets_401_and_the_refresh_token_is_revoked(hub, iam, alice_server):
+    token, _ = alice_server
+    browser, _ = hub_login(hub, "alice", "alice-pass")
+    assert _tokens(hub, token).status_code == 200
+    refresh_token = auth_state(hub, "alice")["refresh_token"]
+    browser.get(f"{hub.url}/hub/logout", timeout=30)
+    answer = _tokens(hub, token)
+    assert answer.status_code == 401
+    assert answer.json()["message"] == LOGGED_OUT
+    state = auth_state(hub, "alice")
+    assert set(state) <= {"sub", "server_token_ids"} and state["sub"] == iam.user("alice")["sub"]
+    client = iam.client("dlaas-hub")
+
+    def refused():
+        r = requests.post(f"{iam.url}/token", auth=(client["client_id"], client["client_secret"]), timeout=10,
+                          data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+        return r.status_code == 400
+
+    wait_for(refused, timeout=30, what="the IAM to refuse the revoked refresh token")
+    # Logging in again gives the same running server its tokens back.
+    hub_login(hub, "alice", "alice-pass")
+    assert _tokens(hub, token).status_code == 200
+
+
 def test_the_hubs_sqlite_database_writes_ahead_instead_of_syncing_every_commit(hub):
     import sqlite3
 
     with sqlite3.connect(hub.dir / "jupyterhub.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent: set by the hub itself
+
+
+def test_a_stopped_servers_token_gets_403_and_operators_stop_and_start_servers(hub, operator, alice_server):
+    # Last in this module: alice's server is stopped and started again, with a new token.
+    token, _ = alice_server
+    _, admin = operator
+    assert admin.delete(f"{admin.api}/users/alice/server", timeout=60).status_code in (202, 204)
+    wait_for(lambda: not admin.get(f"{admin.api}/users/alice", timeout=10).json()["servers"], timeout=60,
+             what="alice's server to stop")
+    answer = _tokens(hub, token)
+    assert answer.status_code == 403
+    assert "access_token" not in answer.text
+    assert admin.post(f"{admin.api}/users/alice/server", timeout=90).status_code in (201, 202)
+    wait_for(lambda: (admin.get(f"{admin.api}/users/alice", timeout=10).json()["servers"].get("") or {}).get("ready"),
+             timeout=90, what="alice's server, started by an operator")
+    assert _tokens(hub, token).status_code == 403  # the old token stays dead

@@ -4,6 +4,7 @@ frozen hub), and logins work as soon as the IAM is back - no hub restart.
 Its own dev IAM and hub (no Rucio needed), on free loopback ports.
 """
 
+import json
 import shutil
 import tempfile
 import time
@@ -13,7 +14,7 @@ import pytest
 import requests
 
 from devstack.hub import LocalHub, register_hub_client
-from devstack.iam import DevIAM
+from devstack.iam import USERS_FILE, DevIAM
 from devstack.procs import free_port
 from devstack.settings import Settings
 from tests.conftest import hub_test_extra
@@ -25,7 +26,9 @@ from .test_hub import auth_state, hub_login
 def hub_without_iam():
     state = Path(tempfile.mkdtemp(prefix="dlaas-iamdown-"))
     settings = Settings(state_dir=state, iam_port=0, hub_port=free_port(), rucio_port=0, postgres_port=0)
-    iam = DevIAM(settings)
+    users = state / "users.json"  # a copy: a test gives an IAM account another identity
+    shutil.copy(USERS_FILE, users)
+    iam = DevIAM(settings, users_file=users)
     register_hub_client(iam, settings.hub_url)
     hub = None
     try:
@@ -55,6 +58,25 @@ def test_the_hub_starts_without_the_iam_and_logins_work_once_it_is_back(hub_with
     iam.restart()
     _, callback = hub_login(hub, "alice", "alice-pass")
     assert callback.status_code == 302
-    assert set(auth_state(admin, "alice")["exchanged"]) == {"rucio", "eos"}
+    assert set(auth_state(hub, "alice")["exchanged"]) == {"rucio", "eos"}
     log = hub.process.log_path.read_text()
     assert "Traceback" not in log
+
+
+def test_a_different_sub_with_the_same_username_is_refused(hub_without_iam):
+    iam, hub, _ = hub_without_iam
+    _, callback = hub_login(hub, "alice", "alice-pass")
+    assert callback.status_code == 302
+    pinned = auth_state(hub, "alice")["sub"]
+    # alice's IAM account is deleted and the username given to someone else (a new IAM identity, a new sub)
+    users = json.loads(iam.users_file.read_text())
+    for user in users:
+        if user["username"] == "alice":
+            user["sub"] = "0f0e0d0c-0000-4000-8000-00000000a11c"
+    iam.users_file.write_text(json.dumps(users))
+    iam.restart()
+    browser, answer = hub_login(hub, "alice", "alice-pass")
+    assert answer.status_code == 403
+    assert "belongs to another ESCAPE IAM identity" in answer.text and "contact the service operators" in answer.text
+    assert browser.get(f"{hub.url}/hub/home", allow_redirects=False, timeout=10).status_code != 200
+    assert auth_state(hub, "alice")["sub"] == pinned

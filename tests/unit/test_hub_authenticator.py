@@ -1,23 +1,47 @@
-"""EscapeIAMAuthenticator's own decisions: configuration checks, when to refresh, and never a stale token."""
+"""EscapeIAMAuthenticator's own decisions, driven end to end against an IdP at the HTTP layer (conftest.FakeIdP):
+configuration checks, verified exchanged tokens, hub accounts pinned to their IAM `sub`, refresh and its back-off,
+logout."""
 
 import asyncio
+import json
 import time
 
 import pytest
 from jupyterhub.crypto import CryptKeeper
-from tornado.httpclient import HTTPClientError
+from tornado import web
 from traitlets import TraitError
 
-from hub_plugins.authenticator import EscapeIAMAuthenticator
-from hub_plugins.token_exchange import ExchangeError
+from hub_plugins.authenticator import OTHER_IDENTITY, UNUSABLE, EscapeIAMAuthenticator, Failure
 
-ENDPOINTS = {"authorize_url": "http://iam/authorize", "token_url": "http://iam/token",
-             "userdata_url": "http://iam/userinfo", "issuer": "http://iam/"}
+from .conftest import ISSUER, TOKEN_EXCHANGE, FakeHandler, FakeIdP, FakeUser, new_key, run
 
 
-def make(**kw):
-    return EscapeIAMAuthenticator(**{**ENDPOINTS, "client_id": "hub", "client_secret": "s",
-                                     "allowed_groups": {"escape/users"}, **kw})
+def make(idp=None, **kw):
+    return EscapeIAMAuthenticator(**{
+        "issuer": ISSUER, "client_id": "hub", "client_secret": "s", "enable_pkce": False,
+        "oauth_callback_url": "http://hub/hub/oauth_callback", "allowed_groups": {"escape/users"},
+        "exchange_targets": {"rucio": {"audience": "rucio"}, "eos": {"audience": "eos"}},
+        "http_client": idp or FakeIdP(), **kw})
+
+
+async def login(auth, username="alice", users=()):
+    """A login through the OAuth callback, as JupyterHub runs it; returns the saved user."""
+    model = await auth.get_authenticated_user(FakeHandler(username, users), None)
+    user = next((u for u in users if u.name == username), None) or FakeUser(username)
+    existing = await user.get_auth_state()
+    await user.save_auth_state(auth.reconcile(model, existing))
+    return model, user
+
+
+def expire_soon(user, seconds=10):
+    """Make the user's exchanged tokens look close to expiry (within any refresh margin)."""
+    state = user.state
+    for token in state["exchanged"].values():
+        token["expires_at"] = time.time() + seconds
+    user.saved = json.dumps(state)
+
+
+# --- configuration ------------------------------------------------------------------------------------------
 
 
 def test_refuses_to_start_without_an_auth_state_key(monkeypatch):
@@ -33,12 +57,25 @@ def test_refuses_to_run_without_auth_state(crypt_key):
 
 
 def test_defaults_fit_iam(crypt_key):
-    auth = make()
-    assert auth.enable_pkce and auth.manage_groups
+    auth = EscapeIAMAuthenticator(issuer=ISSUER, client_id="h", client_secret="s")
+    assert auth.enable_pkce and auth.manage_groups and not auth.allow_hub_admins
     assert auth.scope == ["openid", "profile", "email", "offline_access"]
     assert auth.username_claim == "preferred_username"
     assert auth.auth_state_groups_key == "oauth_user.groups"
     assert auth.login_service == "ESCAPE IAM"
+    assert auth.refresh_backoff == 30
+
+
+@pytest.mark.parametrize("setting", [{"admin_groups": {"escape/admins"}}, {"admin_users": {"alice"}}])
+def test_hub_admins_are_refused_at_start_unless_the_operator_accepts_them(crypt_key, setting):
+    with pytest.raises(ValueError, match="refuses admin_users/admin_groups.*allow_hub_admins = True"):
+        make(**setting)
+    assert make(**setting, allow_hub_admins=True).allow_hub_admins
+
+
+def test_an_own_reconcile_hook_is_refused(crypt_key):
+    with pytest.raises(ValueError, match="reconcile_auth_state_hook"):
+        make(reconcile_auth_state_hook=lambda a, m, e: m["auth_state"])
 
 
 def test_bad_exchange_targets_are_refused_at_startup(crypt_key):
@@ -52,7 +89,7 @@ def test_negative_refresh_margin_is_refused(crypt_key):
 
 
 def test_needs_refresh_within_the_margin_or_when_a_target_is_missing(crypt_key):
-    auth = make(exchange_targets={"rucio": {"audience": "rucio"}, "eos": {"audience": "eos"}}, refresh_margin=60)
+    auth = make(refresh_margin=60)
     now = 1000.0
     fresh = {"exchanged": {"rucio": {"expires_at": now + 3600}, "eos": {"expires_at": now + 61}}}
     assert not auth.needs_refresh(fresh, now)
@@ -62,119 +99,230 @@ def test_needs_refresh_within_the_margin_or_when_a_target_is_missing(crypt_key):
     assert auth.needs_refresh({}, now)
 
 
-class FakeUser:
-    name = "alice"
-
-    def __init__(self, state):
-        self.state = state
-
-    async def get_auth_state(self):
-        return self.state
+# --- login: verified tokens, pinned identity ------------------------------------------------------------------
 
 
-def run(coro):
-    return asyncio.new_event_loop().run_until_complete(coro)
+def test_login_keeps_verified_exchanged_tokens_and_pins_the_sub(crypt_key, idp):
+    auth = make(idp)
+    model, user = run(login(auth))
+    state = user.state
+    assert state["sub"] == "sub-alice" and state["session"]
+    assert set(state["exchanged"]) == {"rucio", "eos"}
+    assert state["exchanged"]["rucio"]["expires_at"] <= time.time() + 3600
+    assert model["admin"] is False  # never a JupyterHub admin without allow_hub_admins
+    assert auth.revocation_url == f"{ISSUER}revoke" and auth.jwks_url == f"{ISSUER}jwk"
 
 
-def _state(expires_in: float, refresh_token="rt"):
-    return {"refresh_token": refresh_token, "access_token": "at",
-            "exchanged": {"rucio": {"expires_at": time.time() + expires_in, "access_token": "x"}}}
+@pytest.mark.parametrize("tamper, reason", [
+    ({"claims": {"aud": "someone-else"}}, "audience is not 'rucio'"),
+    ({"claims": {"iss": "http://evil.test/"}}, "issuer is not"),
+    ({"claims": {"sub": "sub-mallory"}}, "another identity"),
+    ({"claims": {"exp": int(time.time()) - 5}}, "expired"),
+    ({"forged": True}, "signature does not verify"),
+])
+def test_a_token_with_the_wrong_audience_issuer_subject_expiry_or_signature_is_refused(crypt_key, idp, caplog,
+                                                                                        tamper, reason):
+    idp.claims = tamper.get("claims", {})
+    if tamper.get("forged"):  # signed by an attacker's key that claims IAM's key id
+        idp.sign_with = {**new_key("k1")}
+    auth = make(idp)
+    with pytest.raises(web.HTTPError) as e:
+        run(login(auth))
+    assert e.value.status_code == 503 and e.value.log_message == UNUSABLE
+    assert reason in caplog.text
 
 
-def test_refresh_does_nothing_while_tokens_are_fresh(crypt_key):
-    auth = make(refresh_margin=60)
-
-    async def must_not_call(*a, **k):
-        raise AssertionError("the IdP was called although nothing was close to expiry")
-
-    auth.get_token_info = must_not_call
-    assert run(auth.refresh_user(FakeUser(_state(3600)))) is True
-
-
-def test_refresh_renews_ahead_of_expiry(crypt_key):
-    auth = make(refresh_margin=60)
-    calls = []
-
-    async def token_info(handler, params):
-        calls.append(params["grant_type"])
-        return {"access_token": "new-at", "expires_in": 600}
-
-    async def to_model(token_info):
-        return {"name": "alice", "admin": None, "auth_state": {"refresh_token": token_info["refresh_token"]},
-                "groups": ["escape/users"]}
-
-    auth.get_token_info, auth._token_to_auth_model = token_info, to_model
-    model = run(auth.refresh_user(FakeUser(_state(30))))
-    assert calls == ["refresh_token"]
-    assert model["auth_state"]["refresh_token"] == "rt", "a refresh answer without a new refresh token keeps the old"
+def test_an_unknown_signing_key_refetches_the_keys_once(crypt_key, idp):
+    auth = make(idp)
+    run(login(auth))
+    assert idp.count("/jwk") == 1
+    idp.keys["k2"] = new_key("k2")  # IAM rotates its signing key
+    idp.sign_with = "k2"
+    run(login(auth))
+    assert idp.count("/jwk") == 2
+    del idp.keys["k2"]
+    idp.keys["k3"] = new_key("k3")
+    idp.sign_with = {**new_key("k4")}  # a key IAM does not publish: one refetch, then refused
+    with pytest.raises(web.HTTPError):
+        run(login(auth))
+    assert idp.count("/jwk") == 3
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [HTTPClientError(400), HTTPClientError(599), ExchangeError("rucio", "IdP answered 502", retryable=True),
-     ConnectionRefusedError()],
-)
-def test_a_failed_refresh_forces_a_new_login_instead_of_a_stale_token(crypt_key, failure):
-    auth = make(refresh_margin=60)
-
-    async def token_info(handler, params):
-        raise failure
-
-    auth.get_token_info = token_info
-    assert run(auth.refresh_user(FakeUser(_state(30)))) is False
+def test_a_different_sub_with_the_same_username_is_refused(crypt_key, idp):
+    auth = make(idp)
+    _, alice = run(login(auth))
+    idp.users["alice"] = "sub-of-a-new-alice"  # IAM account recreated, or another person given the username
+    with pytest.raises(web.HTTPError) as e:
+        run(login(auth, users=[alice]))
+    assert e.value.status_code == 403 and e.value.log_message == OTHER_IDENTITY
+    assert alice.state["sub"] == "sub-alice"
 
 
-def test_no_refresh_token_means_log_in_again(crypt_key):
-    auth = make(refresh_margin=60)
-    assert run(auth.refresh_user(FakeUser(_state(30, refresh_token=None)))) is False
-    assert run(auth.refresh_user(FakeUser(None))) is False
+# --- refresh --------------------------------------------------------------------------------------------------
 
 
-def test_a_refresh_that_returns_another_identity_is_refused(crypt_key):
-    auth = make(refresh_margin=60)
-
-    async def token_info(handler, params):
-        return {"access_token": "at", "expires_in": 600}
-
-    async def to_model(token_info):
-        return {"name": "mallory", "admin": None, "auth_state": {}}
-
-    auth.get_token_info, auth._token_to_auth_model = token_info, to_model
-    assert run(auth.refresh_user(FakeUser(_state(30)))) is False
+def test_refresh_does_nothing_while_tokens_are_fresh(crypt_key, idp):
+    auth = make(idp, refresh_margin=60)
+    _, user = run(login(auth))
+    before = len(idp.requests)
+    assert run(auth.refresh_user(user)) is True
+    assert len(idp.requests) == before
 
 
-def test_leaving_the_allowed_iam_group_ends_the_tokens_at_the_next_refresh(crypt_key):
-    auth = make(refresh_margin=60)
+def test_refresh_renews_ahead_of_expiry_and_keeps_the_pin(crypt_key, idp):
+    auth = make(idp, refresh_margin=60)
+    _, user = run(login(auth))
+    expire_soon(user)
+    old = user.state
+    model = run(auth.refresh_user(user))
+    assert idp.count("refresh_token") == 1
+    assert model["auth_state"]["refresh_token"] == old["refresh_token"], "no new refresh token: the old one stays"
+    assert model["auth_state"]["sub"] == "sub-alice" and model["auth_state"]["session"] == old["session"]
+    assert user.state["exchanged"]["rucio"]["expires_at"] > time.time() + 3000  # saved by the refresh itself
 
-    async def token_info(handler, params):
-        return {"access_token": "at", "expires_in": 600}
 
-    async def to_model(token_info):
-        return {"name": "alice", "admin": False, "auth_state": _state(3600), "groups": ["escape/guests"]}
+@pytest.mark.parametrize("code", [400, 401])
+def test_a_refused_refresh_token_forces_a_new_login(crypt_key, idp, code):
+    auth = make(idp, refresh_margin=60)
+    _, user = run(login(auth))
+    expire_soon(user)
+    idp.fail["refresh_token"] = [code]
+    assert run(auth.refresh_user(user)) is False
+    assert auth.recent_failure("alice").final
 
-    auth.get_token_info, auth._token_to_auth_model = token_info, to_model
-    assert run(auth.refresh_user(FakeUser(_state(30)))) is False
+
+def test_a_rotated_refresh_token_survives_a_failed_exchange(crypt_key, idp):
+    idp.rotate = True
+    auth = make(idp, refresh_margin=60, exchange_retries=0)
+    _, user = run(login(auth))
+    old_refresh = user.state["refresh_token"]
+    expire_soon(user, seconds=30)
+    idp.fail[TOKEN_EXCHANGE] = [503]
+    # IAM rotated the refresh token, then the exchange failed: the user stays logged in on her valid tokens...
+    assert run(auth.refresh_user(user)) is True
+    assert user.state["refresh_token"] != old_refresh
+    assert old_refresh not in idp.refresh_tokens and user.state["refresh_token"] in idp.refresh_tokens
+    # ...and the new refresh token works once the back-off is over.
+    auth._failures["alice"] = Failure(time.monotonic() - 31, False)
+    model = run(auth.refresh_user(user))
+    assert isinstance(model, dict) and model["auth_state"]["exchanged"]["rucio"]["expires_at"] > time.time() + 3000
 
 
-def test_concurrent_requests_refresh_once(crypt_key):
-    auth = make(refresh_margin=60)
-    user = FakeUser(_state(30))
-    calls = []
+def test_a_failed_refresh_is_not_retried_within_the_back_off(crypt_key, idp):
+    auth = make(idp, refresh_margin=60, exchange_retries=0, refresh_backoff=30)
+    _, user = run(login(auth))
+    expire_soon(user, seconds=30)
+    idp.fail["refresh_token"] = [503]
+    calls = len(idp.requests)
+    assert run(auth.refresh_user(user)) is True  # IAM down, tokens still valid: keep working
+    for _ in range(5):
+        assert run(auth.refresh_user(user)) is True
+    assert len(idp.requests) == calls + 1, "a failed refresh was retried within the back-off"
+    expire_soon(user, seconds=-1)  # once the tokens have expired, the answer is a failed refresh
+    assert run(auth.refresh_user(user)) is False
+    assert not auth.recent_failure("alice").final  # the token API answers 503, not "log in again"
 
-    async def token_info(handler, params):
-        calls.append(1)
-        await asyncio.sleep(0.05)
-        return {"access_token": "at", "expires_in": 600}
 
-    async def to_model(token_info):
-        return {"name": "alice", "admin": None, "auth_state": _state(3600), "groups": ["escape/users"]}
+def test_a_refresh_returning_another_sub_is_refused(crypt_key, idp):
+    auth = make(idp, refresh_margin=60)
+    _, user = run(login(auth))
+    expire_soon(user)
+    idp.users["alice"] = "sub-someone-else"
+    assert run(auth.refresh_user(user)) is False
+    assert user.state["sub"] == "sub-alice"
 
-    auth.get_token_info, auth._token_to_auth_model = token_info, to_model
+
+def test_leaving_the_allowed_iam_group_ends_the_tokens_at_the_next_refresh(crypt_key, idp):
+    auth = make(idp, refresh_margin=60)
+    _, user = run(login(auth))
+    expire_soon(user)
+    idp.groups["alice"] = ["escape/guests"]
+    assert run(auth.refresh_user(user)) is False
+
+
+def test_concurrent_requests_refresh_once(crypt_key, idp):
+    auth = make(idp, refresh_margin=60)
+    _, user = run(login(auth))
+    expire_soon(user)
 
     async def storm():
         return await asyncio.gather(*(auth.refresh_user(user) for _ in range(10)))
 
     results = run(storm())
-    assert len(calls) == 1
-    # Every waiter gets the same fresh model (JupyterHub has not saved it yet), groups included.
-    assert all(r is results[0] for r in results) and results[0]["groups"] == ["escape/users"]
+    assert idp.count("refresh_token") == 1
+    assert sum(isinstance(r, dict) for r in results) == 1 and results.count(True) == 9
+
+
+def test_no_refresh_token_means_log_in_again(crypt_key):
+    auth = make()
+    assert run(auth.refresh_user(FakeUser(state={"exchanged": {}}))) is False
+    assert run(auth.refresh_user(FakeUser(state=None))) is False
+
+
+# --- logout ---------------------------------------------------------------------------------------------------
+
+
+def test_logout_drops_the_tokens_keeps_the_pin_and_revokes_the_refresh_token(crypt_key, idp):
+    auth = make(idp)
+    _, user = run(login(auth))
+    refresh_token = user.state["refresh_token"]
+
+    async def logout():
+        await auth.end_session(user)
+        await asyncio.gather(*auth._background)
+
+    run(logout())
+    assert user.state == {"sub": "sub-alice"}
+    assert idp.revoked == [refresh_token]
+
+
+def test_a_refresh_finishing_after_logout_does_not_bring_the_tokens_back(crypt_key, idp):
+    auth = make(idp, refresh_margin=60)
+    _, user = run(login(auth))
+    expire_soon(user)
+    model = run(auth.refresh_user(user))
+
+    async def logout():
+        await auth.end_session(user)
+        await asyncio.gather(*auth._background)
+
+    run(logout())
+    # JupyterHub saves the refresh result through the reconcile hook after refresh_user returned
+    assert auth.reconcile(model, user.state) == {"sub": "sub-alice"}
+
+
+def test_a_failing_revocation_never_blocks_logout(crypt_key, idp, caplog):
+    auth = make(idp)
+    _, user = run(login(auth))
+    idp.fail["/revoke"] = [503]
+    refresh_token = user.state["refresh_token"]
+
+    async def logout():
+        await auth.end_session(user)
+        await asyncio.gather(*auth._background)
+
+    run(logout())
+    assert "refresh_token" not in user.state
+    assert "revoking alice's IAM refresh token failed (HTTP 503)" in caplog.text
+    assert refresh_token not in caplog.text
+
+
+
+def test_existing_hub_admins_lose_the_admin_role_at_hub_start(crypt_key):
+    from jupyterhub import orm, roles
+
+    db = orm.new_session_factory("sqlite://")()
+    for spec in roles.get_default_roles():
+        roles.create_role(db, spec)
+    former = orm.User(name="admin", admin=True)
+    db.add(former)
+    db.commit()
+    roles.assign_default_roles(db, entity=former)
+    assert "admin" in {r.name for r in former.roles}
+    make().add_user(former)  # what JupyterHub does for every user in its database when it starts
+    assert former.admin is False and "admin" not in {r.name for r in former.roles}
+    kept = orm.User(name="root", admin=True)
+    db.add(kept)
+    db.commit()
+    make(admin_users={"root"}, allow_hub_admins=True).add_user(kept)
+    assert kept.admin is True

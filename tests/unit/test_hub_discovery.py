@@ -14,7 +14,8 @@ from hub_plugins.discovery import DiscoveryError, discover
 
 ISSUER = "http://iam.test/"
 DOC = {"issuer": ISSUER, "authorization_endpoint": "http://iam.test/authorize",
-       "token_endpoint": "http://iam.test/token", "userinfo_endpoint": "http://iam.test/userinfo"}
+       "token_endpoint": "http://iam.test/token", "userinfo_endpoint": "http://iam.test/userinfo",
+       "jwks_uri": "http://iam.test/jwk"}
 
 
 def run(coro):
@@ -39,7 +40,13 @@ def test_endpoints_come_from_the_document_at_the_well_known_url():
     endpoints = run(discover(answering(DOC, calls), ISSUER))
     assert calls == ["http://iam.test/.well-known/openid-configuration"]
     assert endpoints == {"authorize_url": "http://iam.test/authorize", "token_url": "http://iam.test/token",
-                         "userdata_url": "http://iam.test/userinfo"}
+                         "userdata_url": "http://iam.test/userinfo", "jwks_url": "http://iam.test/jwk",
+                         "revocation_url": ""}
+
+
+def test_a_revocation_endpoint_is_read_when_advertised():
+    endpoints = run(discover(answering({**DOC, "revocation_endpoint": "http://iam.test/revoke"}), ISSUER))
+    assert endpoints["revocation_url"] == "http://iam.test/revoke"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +59,7 @@ def test_endpoints_come_from_the_document_at_the_well_known_url():
         (HTTPClientError(404), False, "HTTP 404"),
         ({**DOC, "issuer": "http://iam.test"}, False, "names issuer 'http://iam.test', not 'http://iam.test/'"),
         ({k: v for k, v in DOC.items() if k != "token_endpoint"}, False, "lacks token_endpoint"),
+        ({k: v for k, v in DOC.items() if k != "jwks_uri"}, False, "lacks jwks_uri"),
     ],
 )
 def test_an_unusable_document_is_a_clear_error_that_tells_outage_from_misconfiguration(answer, unreachable,
@@ -76,7 +84,7 @@ def test_loading_the_configuration_contacts_nothing(crypt_key):
     started = time.monotonic()
     auth = EscapeIAMAuthenticator(issuer=f"http://127.0.0.1:{_closed_port()}/", client_id="hub", client_secret="s")
     assert time.monotonic() - started < 1
-    assert (auth.authorize_url, auth.token_url, auth.userdata_url) == ("", "", "")
+    assert (auth.authorize_url, auth.token_url, auth.userdata_url, auth.jwks_url) == ("", "", "", "")
 
 
 def test_an_unreachable_iam_fails_fast_and_a_later_attempt_succeeds(crypt_key):
@@ -90,15 +98,14 @@ def test_an_unreachable_iam_fails_fast_and_a_later_attempt_succeeds(crypt_key):
     assert auth.token_url == ""
 
 
-def test_endpoints_are_discovered_once_and_explicit_ones_are_kept(crypt_key, monkeypatch):
+def test_endpoints_are_discovered_once_and_explicit_ones_are_kept(crypt_key):
     calls = []
-    auth = EscapeIAMAuthenticator(issuer=ISSUER, client_id="hub", client_secret="s",
-                                  userdata_url="http://iam.test/custom-userinfo")
 
     class Client:
         fetch = staticmethod(answering(DOC, calls, delay=0.05))
 
-    monkeypatch.setattr("hub_plugins.authenticator.AsyncHTTPClient", Client)
+    auth = EscapeIAMAuthenticator(issuer=ISSUER, client_id="hub", client_secret="s",
+                                  userdata_url="http://iam.test/custom-userinfo", http_client=Client())
 
     async def many():
         await asyncio.gather(*(auth.ensure_endpoints() for _ in range(5)))

@@ -50,7 +50,7 @@ def test_the_pre_spawn_hook_adds_to_the_spawners_environment_and_the_server_toke
     apply(s)
     assert s.environment["JUPYTERHUB_API_TOKEN"] == "set-by-jupyterhub"
     assert s.environment["BEARER_TOKEN_FILE"] == "/run/dlaas/carol/rucio_token"  # the spawner's config applies
-    assert "custom:dlaas-tokens" in SERVER_TOKEN_SCOPES
+    assert "custom:dlaas-tokens!server" in SERVER_TOKEN_SCOPES  # this server's tokens only
 
 
 def test_the_site_name_reaches_the_extension_and_rucio_clients_so_reads_go_through_the_sites_cache():
