@@ -5,6 +5,10 @@ the environment into that configuration (see jupyter_config/jupyter_server_confi
 rucio.cfg for the `rucio` CLI and Python in notebooks, and pre-seeds the extension's credentials so the sidebar
 works without pressing Settings -> Validate. Every token comes from the token file (BEARER_TOKEN_FILE), which the
 token agent keeps fresh: no token is ever stored here.
+
+rucio.cfg and the extension's cache live in per-user directories that may sit under /tmp: both are created or
+accepted by singleuser.private_dirs (ours alone, 0700), since whoever controls rucio.cfg chooses the server the
+user's clients send their token to, and whoever controls the cache chooses what the sidebar shows.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from singleuser.private_dirs import ensure_private_dir
+from singleuser.token_files import write_private_file
 
 
 class ConfigError(ValueError):
@@ -62,6 +69,9 @@ def client_config_text(env: Mapping[str, str]) -> str:
         "auth_type = oidc",
         f"account = {env.get('RUCIO_ACCOUNT', '')}",
         "request_retries = 3",
+        # Where the clients would cache a token they obtained themselves: next to the token files, not in their
+        # default /tmp/<user>/.rucio_<user>, which anyone could create first and fill with a token of theirs.
+        f"auth_token_file_path = {Path(env['BEARER_TOKEN_FILE']).parent / '.rucio-cli-cache'}",
     ]
     if instance.get("rucio_ca_cert"):
         lines.append(f"ca_cert = {instance['rucio_ca_cert']}")
@@ -69,11 +79,22 @@ def client_config_text(env: Mapping[str, str]) -> str:
 
 
 def write_client_config(env: Mapping[str, str], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(client_config_text(env))
-    os.replace(tmp, path)
-    return path
+    """Write rucio.cfg atomically into a private directory (UnsafePathError, one line, if it is not ours)."""
+    write_private_file(path, client_config_text(env), hint="set RUCIO_CONFIG to another path")
+    return Path(path)
+
+
+def cache_dir(env: Mapping[str, str]) -> Path:
+    """The directory rucio-jupyterlab keeps its cache in, chosen as the extension chooses it (rucio_jupyterlab.db)."""
+    if env.get("JUPYTERHUB_SERVICE_PREFIX") or env.get("KUBERNETES_SERVICE_HOST"):
+        return Path(env.get("RUCIO_CACHE_DIR") or "/tmp/.rucio_jupyterlab")
+    return Path(env.get("HOME") or os.path.expanduser("~")) / ".rucio_jupyterlab"
+
+
+def prepare_cache_dir(env: Mapping[str, str]) -> Path:
+    """Create or accept the extension's cache directory before the extension does (it would take any directory
+    found there); raises UnsafePathError with one line if someone else's directory or a symlink is in the way."""
+    return ensure_private_dir(cache_dir(env), hint="set RUCIO_CACHE_DIR to another path")
 
 
 def preseed_credentials(instance: dict) -> None:

@@ -4,11 +4,14 @@ The agent asks the hub's token API (authorised by this server's own API token) f
 tokens and writes them atomically, mode 0600, into a memory-backed directory:
 
 - the Rucio token (no trailing newline), read by rucio-jupyterlab and by rucio-clients through BEARER_TOKEN_FILE;
-- the EOS token file named by OAUTH2_TOKEN, `oauth2:<token>:<issuer>/userinfo`.
+- the EOS token file named by OAUTH2_TOKEN, `oauth2:<token>:<host>/<path of IAM's userinfo endpoint>` (no scheme:
+  EOS adds `https://` itself and splits the line on ':').
 
 It rewrites them when half of the shortest remaining lifetime has passed (the Rucio extension caches a token until
-its `exp` with no margin, so the file must hold a new token well before), retries with exponential backoff when the
-hub is unreachable, and never logs a token.
+its `exp` with no margin, so the file must hold a new token well before) and never logs a token. When the hub is
+unreachable or failing, the files stay while their tokens are valid and go when they expire; retries back off up to
+`max_backoff`. When the hub refuses (401/403: the user's session ended), the files go at once, the log says "log in
+to the hub again" once, and the agent asks again only rarely (backing off up to `max_auth_backoff`).
 """
 
 from __future__ import annotations
@@ -23,15 +26,24 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from singleuser.token_files import eos_token_line, write_secret_file
+from singleuser.private_dirs import UnsafePathError
+from singleuser.token_files import eos_token_line, remove_private_file, write_private_file
+
+#: What the one-line refusal of an unsafe token directory tells the user to do instead.
+DIR_HINT = "set DLAAS_TOKEN_DIR to another path"
+#: A token with less than this left (seconds) counts as expired: its file goes.
+EXPIRY_MARGIN = 1.0
 
 
 class TokenAPIError(Exception):
-    """The hub's token API did not give us tokens; `retry_after` says how long to wait before asking again."""
+    """The hub's token API did not give us tokens. `refused`: the hub said no (401/403), the session is over;
+    `fatal`: the agent cannot run at all."""
 
-    def __init__(self, message: str, *, fatal: bool = False):
+    def __init__(self, message: str, *, fatal: bool = False, refused: bool = False, detail: str = ""):
         super().__init__(message)
         self.fatal = fatal
+        self.refused = refused
+        self.detail = detail
 
 
 class TokenAgent(LoggingConfigurable):
@@ -53,7 +65,8 @@ class TokenAgent(LoggingConfigurable):
         return os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     token_dir = Unicode(
-        help="""Memory-backed directory for the token files (DLAAS_TOKEN_DIR); created 0700 if missing."""
+        help="""Memory-backed directory for the token files (DLAAS_TOKEN_DIR); created 0700 if missing, refused if it
+        exists and is not a directory of this user's alone (singleuser.private_dirs)."""
     ).tag(config=True)
 
     @default("token_dir")
@@ -61,8 +74,8 @@ class TokenAgent(LoggingConfigurable):
         return os.environ.get("DLAAS_TOKEN_DIR", "")
 
     files = Dict(
-        help="""Token API target name -> file. Relative paths are inside token_dir. A target whose file is the
-        one named by OAUTH2_TOKEN is written in the EOS format `oauth2:<token>:<issuer>/userinfo`."""
+        help="""Token API target name -> file. Relative paths are inside token_dir. Targets in eos_targets are
+        written in the EOS format `oauth2:<token>:<host>/<userinfo path>`."""
     ).tag(config=True)
 
     @default("files")
@@ -87,8 +100,23 @@ class TokenAgent(LoggingConfigurable):
     max_interval = Float(600.0, help="Ask the hub at least this often (seconds), even for long-lived tokens.").tag(
         config=True
     )
-    max_backoff = Float(60.0, help="Longest wait between retries after a failed call (seconds).").tag(config=True)
+    max_backoff = Float(
+        60.0, help="Longest wait between retries while the hub is unreachable or failing (seconds)."
+    ).tag(config=True)
+    max_auth_backoff = Float(
+        600.0,
+        help="""Longest wait between calls once the hub has refused (401/403: the user's IAM session ended or the
+        server's credential is no longer accepted). Until the user logs in again nothing will change, so the agent
+        backs off up to this instead of asking every few seconds; after a new login the files return within it.""",
+    ).tag(config=True)
     request_timeout = Float(10.0, help="Timeout of one token API call (seconds).").tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._expiry: dict[str, float] = {}  # target -> expires_at of the token now in its file
+        self._logged: dict[str, str] = {}  # what was last logged once per kind (EOS line, directory)
+        self.failures = 0  # failed calls in a row (hub unreachable or failing, files not writable)
+        self.refusals = 0  # refused calls in a row (401/403)
 
     def path_for(self, target: str) -> Path:
         path = Path(self.files.get(target, f"{target}_token"))
@@ -122,7 +150,9 @@ class TokenAgent(LoggingConfigurable):
                     detail = ""
             if e.code in (401, 403):
                 raise TokenAPIError(
-                    f"the hub refused to hand out tokens ({e.code}): {detail or 'log in to the hub again'}"
+                    f"the hub refused to hand out tokens ({e.code}): {detail or 'no reason given'}",
+                    refused=True,
+                    detail=f"{e.code}: {detail}" if detail else str(e.code),
                 ) from None
             raise TokenAPIError(f"token API answered {e.code} {detail}".strip()) from None
         except (OSError, asyncio.TimeoutError) as e:
@@ -140,17 +170,50 @@ class TokenAgent(LoggingConfigurable):
             raise TokenAPIError("token API returned a malformed answer") from None
         return body
 
-    def write(self, body: dict) -> None:
-        issuer = body.get("issuer", "")
+    def write(self, body: dict) -> list[str]:
+        """Write the token files; returns the targets written. The EOS file needs a userinfo endpoint EOS can
+        reach: without one it is not written (one log line) and an old one is removed."""
+        userinfo = body.get("userinfo_endpoint") or (
+            f"{body['issuer'].rstrip('/')}/userinfo" if body.get("issuer") else "")
+        written = []
         for target, info in body["tokens"].items():
+            path = self.path_for(target)
             if target in self.eos_targets:
-                if not issuer:
-                    self.log.warning("token API gave no issuer: cannot write the EOS token file for %s", target)
+                try:
+                    content = eos_token_line(info["access_token"], userinfo)
+                except ValueError as e:
+                    self._remove(target)
+                    self._log_once("eos", "EOS token file %s not written: %s", path, e)
                     continue
-                content = eos_token_line(info["access_token"], issuer)
+                self._logged.pop("eos", None)
             else:
                 content = info["access_token"]
-            write_secret_file(self.path_for(target), content)
+            write_private_file(path, content, hint=DIR_HINT)
+            self._expiry[target] = float(info["expires_at"])
+            written.append(target)
+        return written
+
+    def remove_files(self) -> list[str]:
+        """Remove every token file this agent writes (configured or written); returns the targets removed."""
+        return [target for target in sorted(set(self.files) | set(self._expiry)) if self._remove(target)]
+
+    def remove_expired(self, now: float | None = None) -> list[str]:
+        """Remove the files whose token has expired (or expires within a second): never leave a dead token."""
+        now = time.time() if now is None else now
+        return [t for t, exp in sorted(self._expiry.items()) if exp <= now + EXPIRY_MARGIN and self._remove(t)]
+
+    def _remove(self, target: str) -> bool:
+        self._expiry.pop(target, None)
+        try:
+            return remove_private_file(self.path_for(target), hint=DIR_HINT)
+        except UnsafePathError:
+            return False  # not a directory of ours: nothing of ours in it to remove
+
+    def _log_once(self, key: str, message: str, *args) -> None:
+        text = message % args
+        if self._logged.get(key) != text:
+            self._logged[key] = text
+            self.log.error("%s", text)
 
     def next_delay(self, body: dict, now: float | None = None) -> float:
         """Seconds until the next fetch: a fraction of the shortest remaining lifetime, within bounds."""
@@ -159,15 +222,25 @@ class TokenAgent(LoggingConfigurable):
         delay = remaining * self.refresh_fraction
         return max(self.min_interval, min(self.max_interval, delay))
 
-    def backoff(self, failures: int) -> float:
-        return min(self.max_backoff, self.min_interval * 2 ** max(0, failures - 1))
+    def backoff(self, failures: int, limit: float | None = None) -> float:
+        """Wait after `failures` failed calls in a row: doubling from min_interval, up to `limit` (max_backoff)."""
+        limit = self.max_backoff if limit is None else limit
+        return min(limit, self.min_interval * 2 ** max(0, min(failures, 64) - 1))
+
+    def until_next_expiry(self, delay: float, now: float | None = None) -> float:
+        """`delay`, shortened so that the agent wakes when the first token it holds in a file expires."""
+        now = time.time() if now is None else now
+        if self._expiry:
+            delay = min(delay, max(0.0, min(self._expiry.values()) - EXPIRY_MARGIN - now))
+        return delay
 
     async def refresh_once(self) -> float:
         """Fetch and write the tokens once; returns the delay until the next refresh."""
         body = await self.fetch()
-        self.write(body)
+        written = self.write(body)
         delay = self.next_delay(body)
-        self.log.info("token files updated for %s; next refresh in %.0fs", ", ".join(sorted(body["tokens"])), delay)
+        self.log.info("token files updated for %s; next refresh in %.0fs", ", ".join(sorted(written)) or "none",
+                      delay)
         return delay
 
     async def run(self) -> None:
@@ -177,17 +250,38 @@ class TokenAgent(LoggingConfigurable):
         except TokenAPIError as e:
             self.log.error("%s", e)
             return
-        failures = 0
         while True:
-            try:
-                delay = await self.refresh_once()
-                failures = 0
-            except TokenAPIError as e:
-                failures += 1
-                delay = self.backoff(failures)
-                self.log.warning("%s; retrying in %.0fs", e, delay)
-            except OSError as e:
-                failures += 1
-                delay = self.backoff(failures)
-                self.log.error("cannot write token files in %s: %s; retrying in %.0fs", self.token_dir, e, delay)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(await self.step())
+
+    async def step(self) -> float:
+        """One round: drop expired files, ask the hub, write or remove files; returns the wait before the next."""
+        try:
+            for target in self.remove_expired():
+                self.log.warning("token file for %s removed: its token expired before the hub gave a new one",
+                                 target)
+            delay = await self.refresh_once()
+            if self.refusals:
+                self.log.info("the hub hands out tokens again: token files restored")
+            self.failures = self.refusals = 0
+            self._logged.pop("dir", None)
+        except TokenAPIError as e:
+            if e.refused:
+                self.refusals += 1
+                if self.refusals == 1:
+                    self.remove_files()
+                    self.log.warning("token files removed: log in to the hub again (the hub refused tokens: %s)",
+                                     e.detail)
+                delay = self.backoff(self.refusals, self.max_auth_backoff)
+            else:
+                self.failures += 1
+                delay = self.backoff(self.failures)
+                self.log.warning("%s; retrying in %.0fs (the token files stay until their tokens expire)", e, delay)
+        except UnsafePathError as e:
+            self.failures += 1
+            delay = self.backoff(self.failures, self.max_auth_backoff)
+            self._log_once("dir", "token files not written: %s", e)
+        except OSError as e:
+            self.failures += 1
+            delay = self.backoff(self.failures)
+            self.log.error("cannot write token files in %s: %s; retrying in %.0fs", self.token_dir, e, delay)
+        return self.until_next_expiry(delay)

@@ -1,36 +1,35 @@
 """Write access tokens as files the Rucio extension, rucio-clients and EOS FUSE read.
 
-Every write is atomic (a temporary file in the same directory, fsync, rename) and the file is mode 0600 from the
-moment it exists, so a reader never sees a half-written or world-readable token.
+Every write is atomic and never follows a link: a temporary file is created exclusively (O_EXCL, O_NOFOLLOW) next to
+the target through a descriptor of the directory, given its mode with fchmod on the open descriptor, fsynced and
+renamed over the target. A reader never sees a half-written or world-readable token. Files of a user's server go
+into a private directory (singleuser.private_dirs) and refuse a symlink planted where the file should be.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
+import stat
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from singleuser.private_dirs import open_private_dir, refusal
+
+TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def write_atomically(path: str | os.PathLike, content: str, mode: int = 0o600, dir_mode: int = 0o700) -> None:
-    """Atomically replace `path` with `content` (temporary file in the same directory, fsync, rename), with `mode`.
-
-    mkstemp creates the file with mode 0600, so until the final chmod nobody else can read it, not even briefly.
-    A missing directory is created with `dir_mode`. No newline is added.
-    """
+    """Atomically replace `path` with `content`, with `mode`, in a directory that is not per-user (state
+    directories, a cache's run directory). A missing directory is created with `dir_mode`. No newline is added."""
     path = Path(path)
-    directory = path.parent
-    directory.mkdir(mode=dir_mode, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        _replace_in(dir_fd, path.name, content, mode)
+    finally:
+        os.close(dir_fd)
 
 
 def write_secret_file(path: str | os.PathLike, content: str) -> None:
@@ -38,8 +37,100 @@ def write_secret_file(path: str | os.PathLike, content: str) -> None:
     write_atomically(path, content, mode=0o600, dir_mode=0o700)
 
 
-def eos_token_line(access_token: str, issuer: str) -> str:
-    """The content EOS FUSEx expects in the file named by OAUTH2_TOKEN: `oauth2:<token>:<issuer>/userinfo`."""
-    if ":" in access_token or not access_token:
-        raise ValueError("an access token for EOS must be non-empty and contain no ':'")
-    return f"oauth2:{access_token}:{issuer.rstrip('/')}/userinfo"
+def write_private_file(
+    path: str | os.PathLike, content: str, *, mode: int = 0o600, hint: str = "use another path"
+) -> None:
+    """Atomically replace `path`, in a per-user directory created or verified by open_private_dir.
+
+    A symlink or anything but a regular file where the file should be is refused (UnsafePathError, one line ending
+    with `hint`), and nothing is written through it.
+    """
+    path = Path(path)
+    dir_fd = open_private_dir(path.parent, hint)
+    try:
+        try:
+            st = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                raise refusal(path, "is a symbolic link, not a file of yours", hint)
+            if not stat.S_ISREG(st.st_mode):
+                raise refusal(path, "exists and is not a regular file", hint)
+        _replace_in(dir_fd, path.name, content, mode)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_private_file(path: str | os.PathLike, hint: str = "use another path") -> bool:
+    """Remove `path` from its per-user directory (never through a link); False if there was nothing to remove."""
+    path = Path(path)
+    dir_fd = open_private_dir(path.parent, hint, create=False)
+    if dir_fd is None:
+        return False
+    try:
+        os.unlink(path.name, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(dir_fd)
+
+
+def _replace_in(dir_fd: int, name: str, content: str, mode: int) -> None:
+    for _ in range(100):
+        tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, TEMP_FLAGS, 0o600, dir_fd=dir_fd)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"cannot create a temporary file next to {name}")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def eos_resource(userinfo_endpoint: str) -> str:
+    """`<host>/<path>` of IAM's userinfo endpoint, as the third field of the EOS token line.
+
+    EOS splits the line on every ':' (fields: oauth2, token, resource, expiry, refresh token) and calls
+    `https://<resource>` itself. So the scheme goes, and a port cannot be written: it would become the expiry field
+    (a port number read as a time long past, so EOS refuses the token). Port 443 is what https means and is dropped.
+    """
+    parts = urlsplit(userinfo_endpoint)
+    try:
+        port = parts.port
+    except ValueError:
+        port = "that is not a number"
+    resource = f"{parts.hostname or ''}{parts.path.rstrip('/')}"
+    if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc or parts.query \
+            or parts.fragment:
+        problem = "is not a plain http(s) URL"
+    elif port not in (None, 443):
+        problem = (f"names port {port}: EOS reads every ':' of the token line as a field separator and calls "
+                   "https://<host>/<path> on port 443 only; serve userinfo on port 443")
+    elif re.search(r"[:\s]", resource):
+        problem = "has a ':' or whitespace (an IPv6 address?), which the EOS token line cannot carry"
+    else:
+        return resource
+    raise ValueError(f"the userinfo endpoint {userinfo_endpoint!r} {problem}")
+
+
+def eos_token_line(access_token: str, userinfo_endpoint: str) -> str:
+    """The content EOS FUSEx expects in the file named by OAUTH2_TOKEN: `oauth2:<token>:<host>/<userinfo path>`."""
+    if not access_token or re.search(r"[:\s]", access_token):
+        raise ValueError("an access token for EOS must be non-empty, without ':' or whitespace")
+    return f"oauth2:{access_token}:{eos_resource(userinfo_endpoint)}"

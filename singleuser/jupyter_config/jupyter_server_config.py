@@ -4,11 +4,17 @@
 import logging
 import os
 
-from singleuser.rucio_config import ConfigError, instance_from_env
+from singleuser.private_dirs import UnsafePathError
+from singleuser.rucio_config import ConfigError, instance_from_env, prepare_cache_dir
 
 c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
 
 c.ServerApp.jpserver_extensions = {"singleuser.server_extension": True, "rucio_jupyterlab": True}
+try:  # before the Rucio extension is imported: it would take whatever directory it finds there
+    prepare_cache_dir(os.environ)
+except UnsafePathError as e:
+    logging.getLogger("dlaas").error("Rucio extension not loaded: %s", e)
+    c.ServerApp.jpserver_extensions["rucio_jupyterlab.server"] = False
 c.LabApp.custom_css = True  # carries the offline icon font of the Rucio extension (singleuser.icon_font)
 try:
     _instance = instance_from_env(os.environ)

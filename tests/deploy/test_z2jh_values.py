@@ -85,8 +85,11 @@ def test_the_hub_config_loads_in_a_real_jupyterhub(env_values, tmp_path):
     user_env = report["user_environment"]
     mounts = {m["name"]: m for m in values["singleuser"]["storage"]["extraVolumeMounts"]}
     volumes = {v["name"]: v for v in values["singleuser"]["storage"]["extraVolumes"]}
-    token_mount = next(m for m in mounts.values() if m["mountPath"] == user_env["DLAAS_TOKEN_DIR"])
+    # Inside the memory-backed mount, not its mount point: the server creates the directory itself, 0700 and its own.
+    token_mount = next(m for m in mounts.values()
+                       if user_env["DLAAS_TOKEN_DIR"].startswith(m["mountPath"].rstrip("/") + "/"))
     assert volumes[token_mount["name"]]["emptyDir"]["medium"] == "Memory"
+    assert user_env["DLAAS_TOKEN_DIR"] not in {m["mountPath"] for m in mounts.values()}
     assert user_env["BEARER_TOKEN_FILE"].startswith(user_env["DLAAS_TOKEN_DIR"] + "/")
     assert user_env["OAUTH2_TOKEN"].startswith("FILE:" + user_env["DLAAS_TOKEN_DIR"] + "/")
     assert user_env["RUCIO_RSE_MOUNT_PATH"].startswith(mounts["eos"]["mountPath"])

@@ -36,19 +36,19 @@ def alice(hub, hub_admin):
     hub_admin.delete(f"{hub_admin.api}/users/alice/server", timeout=60)
 
 
-def test_token_files_are_private_single_line_and_for_the_right_audience(alice, iam):
+def test_token_files_are_private_single_line_and_for_the_right_audience(alice, iam, hub):
     _, env = alice
     rucio_file = Path(env["BEARER_TOKEN_FILE"])
     eos_file = Path(env["OAUTH2_TOKEN"].removeprefix("FILE:"))
     assert env["OAUTH2_TOKEN"].startswith("FILE:")
-    for path in (rucio_file, eos_file):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        assert "\n" not in path.read_text()
+    assert stat.S_IMODE(rucio_file.stat().st_mode) == 0o600
+    assert "\n" not in rucio_file.read_text()
     assert stat.S_IMODE(rucio_file.parent.stat().st_mode) == 0o700
     assert jwt.decode(rucio_file.read_text(), options={"verify_signature": False})["aud"] == "rucio"
-    prefix, token, rest = eos_file.read_text().split(":", 2)
-    assert prefix == "oauth2" and rest == f"{iam.url}/userinfo"
-    assert jwt.decode(token, options={"verify_signature": False})["aud"] == "eos"
+    # EOS splits its token line on every ':' and calls https://<host>/<path> on 443: the dev IAM's userinfo endpoint
+    # has a port, so no EOS file can be right here, and the server says why (the line format: unit tests).
+    assert iam.url.rsplit(":", 1)[1].isdigit() and not eos_file.exists()
+    wait_for(lambda: "EOS token file" in Path(hub.process.log_path).read_text(), timeout=30, what="the EOS line")
 
 
 def test_the_rucio_cli_in_the_server_works_with_the_token_file(alice):

@@ -1,8 +1,11 @@
 """RUCIO_* environment -> rucio-jupyterlab instance and rucio.cfg."""
 
+import stat
+from pathlib import Path
+
 import pytest
 
-from singleuser.rucio_config import ConfigError, client_config_text, instance_from_env
+from singleuser.rucio_config import ConfigError, cache_dir, client_config_text, instance_from_env, write_client_config
 
 BASE = {"RUCIO_BASE_URL": "https://rucio.example", "BEARER_TOKEN_FILE": "/dev/shm/t/rucio_token",
         "RUCIO_ACCOUNT": "alice"}
@@ -43,3 +46,21 @@ def test_client_config_uses_oidc_and_the_account_without_any_token():
     assert "auth_type = oidc" in text and "account = alice" in text
     assert "rucio_host = https://rucio.example" in text
     assert "token" not in text.replace("auth_token_file", "")
+    # The clients' own token cache sits in the private token directory, not under a /tmp path anyone can create.
+    assert "auth_token_file_path = /dev/shm/t/.rucio-cli-cache" in text
+
+
+def test_rucio_cfg_is_written_whole_into_a_directory_of_the_user_alone(tmp_path):
+    path = tmp_path / "dlaas-alice" / "rucio.cfg"
+    write_client_config(BASE, path)
+    write_client_config({**BASE, "RUCIO_ACCOUNT": "alice2"}, path)
+    assert "account = alice2" in path.read_text()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["rucio.cfg"]
+
+
+def test_the_cache_dir_is_the_one_the_extension_uses():
+    assert cache_dir({"JUPYTERHUB_SERVICE_PREFIX": "/user/a/", "RUCIO_CACHE_DIR": "/tmp/rj-a"}) == Path("/tmp/rj-a")
+    assert cache_dir({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}) == Path("/tmp/.rucio_jupyterlab")
+    assert cache_dir({"HOME": "/home/a"}) == Path("/home/a/.rucio_jupyterlab")

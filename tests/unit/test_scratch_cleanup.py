@@ -63,3 +63,81 @@ def test_cli_reports_and_refuses_a_missing_area(tmp_path, capsys):
     assert "removed 0 files" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--max-age", "soon"])
+
+
+def _victim_and_scratch(tmp_path):
+    """bob's old files outside the area, and alice's old folder inside it with files of the same names."""
+    scratch, outside = tmp_path / "scratch", tmp_path / "outside"
+    (scratch / "alice" / "run").mkdir(parents=True)
+    outside.mkdir()
+    for name in ("a.root", "b.root"):
+        (scratch / "alice" / "run" / name).write_bytes(b"old")
+        (outside / name).write_bytes(b"bob's data")
+        _age(scratch / "alice" / "run" / name, 10)
+        _age(outside / name, 10)
+    _age(scratch / "alice" / "run", 10)
+    return scratch, outside
+
+
+def test_a_folder_swapped_for_a_symlink_during_the_deletions_cannot_redirect_them(tmp_path, monkeypatch):
+    scratch, outside = _victim_and_scratch(tmp_path)
+    walked = tmp_path / "walked"
+    real_unlink, swaps = os.unlink, []
+
+    def alice_swaps_her_folder(path, *args, **kwargs):
+        # Just before the first deletion in her folder, alice renames it away and puts a link to bob's files there.
+        if not swaps:
+            os.rename(scratch / "alice" / "run", walked)
+            (scratch / "alice" / "run").symlink_to(outside, target_is_directory=True)
+            swaps.append(path)
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", alice_swaps_her_folder)
+    cleanup(scratch, 2 * DAY)
+    assert swaps, "the swap did not happen: the test proves nothing"
+    assert sorted(p.read_bytes() for p in outside.iterdir()) == [b"bob's data"] * 2
+    assert list(walked.iterdir()) == [], "the deletions went to the folder that was walked"
+
+
+def test_a_folder_swapped_for_a_symlink_before_the_walk_enters_it_is_not_entered(tmp_path, monkeypatch):
+    scratch, outside = _victim_and_scratch(tmp_path)
+    real_open, real_scandir, swaps = os.open, os.scandir, []
+
+    def swap_once():
+        # The folder was listed as a folder; by the time the walk enters it, it is a link to bob's files.
+        if not swaps:
+            os.rename(scratch / "alice" / "run", tmp_path / "walked")
+            (scratch / "alice" / "run").symlink_to(outside, target_is_directory=True)
+            swaps.append(True)
+
+    def open_hook(path, flags, *args, **kwargs):  # a walker that enters folders by descriptor
+        if str(path).endswith("run"):
+            swap_once()
+        return real_open(path, flags, *args, **kwargs)
+
+    def scandir_hook(path="."):  # a walker that enters folders by path
+        if isinstance(path, (str, os.PathLike)) and str(path).endswith("run"):
+            swap_once()
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "open", open_hook)
+    monkeypatch.setattr(os, "scandir", scandir_hook)
+    cleanup(scratch, 2 * DAY)
+    assert swaps, "the swap did not happen: the test proves nothing"
+    assert sorted(p.read_bytes() for p in outside.iterdir()) == [b"bob's data"] * 2
+
+
+def test_a_symlinked_scratch_root_is_refused(tmp_path, capsys):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "scratch").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert main([str(tmp_path / "scratch")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_dry_run_counts_the_folders_that_would_become_empty(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "f").write_text("x")
+    _age(tmp_path / "old" / "f", 5)
+    _age(tmp_path / "old", 5)
+    assert cleanup(tmp_path, 2 * DAY, dry_run=True) == {"files": 1, "dirs": 1, "bytes": 1}
+    assert (tmp_path / "old" / "f").exists()

@@ -1,4 +1,4 @@
-"""Token agent logic: atomic 0600 files, the EOS line, refresh scheduling, backoff and error handling.
+"""Token agent logic: atomic 0600 files, the EOS line, refresh scheduling, backoff, refusals and expiry.
 
 The hub side is replaced by a small in-process HTTP handler here (this is a unit test of the agent's client
 logic); the real hub token API is exercised by the integration tests.
@@ -16,7 +16,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from singleuser.token_agent import TokenAgent, TokenAPIError
-from singleuser.token_files import eos_token_line, write_secret_file
+from singleuser.token_files import eos_token_line, write_private_file, write_secret_file
 
 
 def test_secret_file_is_0600_without_newline_and_replaced_atomically(tmp_path):
@@ -36,7 +36,7 @@ def test_secret_file_write_failure_leaves_the_old_token_and_no_temp_file(tmp_pat
     path = tmp_path / "rucio_token"
     write_secret_file(path, "old")
 
-    def broken_replace(src, dst):
+    def broken_replace(src, dst, **dir_fds):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
@@ -46,10 +46,44 @@ def test_secret_file_write_failure_leaves_the_old_token_and_no_temp_file(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rucio_token"]
 
 
-def test_eos_line_uses_the_issuer_userinfo_endpoint():
-    assert eos_token_line("tok", "http://127.0.0.1:8085/") == "oauth2:tok:http://127.0.0.1:8085/userinfo"
-    with pytest.raises(ValueError):
-        eos_token_line("", "http://iam/")
+@pytest.mark.parametrize(
+    "endpoint, resource",
+    [
+        ("https://iam.example.org/userinfo", "iam.example.org/userinfo"),
+        ("https://IAM.example.org:443/userinfo/", "iam.example.org/userinfo"),  # 443 is what EOS calls anyway
+        ("https://iam.example.org/auth/realms/escape/protocol/openid-connect/userinfo",
+         "iam.example.org/auth/realms/escape/protocol/openid-connect/userinfo"),
+        ("http://iam.example.org/userinfo", "iam.example.org/userinfo"),
+    ],
+)
+def test_eos_line_is_three_fields_with_the_userinfo_endpoint_without_scheme(endpoint, resource):
+    line = eos_token_line("aaa.bbb.ccc", endpoint)
+    assert line.split(":") == ["oauth2", "aaa.bbb.ccc", resource]
+    assert "://" not in line and "\n" not in line
+
+
+@pytest.mark.parametrize(
+    "endpoint, message",
+    [
+        # EOS splits on every ':': a port would be read as the expiry (a time long past) and the token refused.
+        ("https://iam.example.org:8443/userinfo", "names port 8443: EOS reads every ':'"),
+        ("http://127.0.0.1:8085/userinfo", "names port 8085"),
+        ("https://[2001:db8::1]/userinfo", "IPv6"),
+        ("https://user@iam.example.org/userinfo", "not a plain http"),
+        ("iam.example.org/userinfo", "not a plain http"),
+        ("", "not a plain http"),
+        ("https://iam.example.org/user info", "whitespace"),
+    ],
+)
+def test_eos_line_refuses_what_eos_would_misread(endpoint, message):
+    with pytest.raises(ValueError, match=message):
+        eos_token_line("tok", endpoint)
+
+
+@pytest.mark.parametrize("token", ["", "a:b", "abc\n", "a b"])
+def test_eos_line_refuses_a_token_that_would_break_the_line(token):
+    with pytest.raises(ValueError, match="access token for EOS"):
+        eos_token_line(token, "https://iam.example.org/userinfo")
 
 
 def _agent(tmp_path, url="http://127.0.0.1:9/api", **kw):
@@ -116,7 +150,8 @@ def hub_api():
 def test_refresh_writes_both_files_and_authenticates_with_the_server_token(tmp_path, hub_api):
     exp = time.time() + 60
     hub_api.body = {
-        "issuer": "http://iam.example/",
+        "issuer": "https://iam.example/",
+        "userinfo_endpoint": "https://iam.example/oidc/userinfo",
         "tokens": {"rucio": {"access_token": "r.t.x", "expires_at": exp}, "eos": {"access_token": "e.t.x",
                                                                                "expires_at": exp}},
     }
@@ -125,9 +160,96 @@ def test_refresh_writes_both_files_and_authenticates_with_the_server_token(tmp_p
     assert 25 <= delay <= 30
     assert hub_api.seen_auth == ["token server-token"]
     assert (tmp_path / "rucio_token").read_text() == "r.t.x"
-    assert (tmp_path / "eos_token").read_text() == "oauth2:e.t.x:http://iam.example/userinfo"
+    assert (tmp_path / "eos_token").read_text() == "oauth2:e.t.x:iam.example/oidc/userinfo"
     for name in ("rucio_token", "eos_token"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+
+
+def test_without_a_userinfo_endpoint_the_eos_line_falls_back_to_the_issuer(tmp_path, hub_api):
+    hub_api.body = {"issuer": "https://iam.example/", "tokens": _tokens(time.time() + 60)}
+    hub_api.run(_agent(tmp_path, hub_api.url).refresh_once())
+    assert (tmp_path / "eos_token").read_text() == "oauth2:e.t.x:iam.example/userinfo"
+
+
+def test_an_endpoint_eos_cannot_use_gets_no_eos_file_one_log_line_and_the_old_file_goes(tmp_path, hub_api, caplog):
+    write_private_file(tmp_path / "eos_token", "oauth2:old:iam.example/userinfo")
+    hub_api.body = {"userinfo_endpoint": "https://iam.example:8443/userinfo", "tokens": _tokens(time.time() + 60)}
+    agent = _agent(tmp_path, hub_api.url)
+    for _ in range(3):
+        hub_api.run(agent.step())
+    assert (tmp_path / "rucio_token").read_text() == "r.t.x"
+    assert not (tmp_path / "eos_token").exists()
+    lines = [r.getMessage() for r in caplog.records if "EOS token file" in r.getMessage()]
+    assert len(lines) == 1 and "port 8443" in lines[0] and "\n" not in lines[0]
+
+
+def _tokens(exp, rucio="r.t.x", eos="e.t.x"):
+    return {"rucio": {"access_token": rucio, "expires_at": exp}, "eos": {"access_token": eos, "expires_at": exp}}
+
+
+def _messages(caplog, text):
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_the_first_refusal_removes_the_token_files_and_says_log_in_again_once(tmp_path, hub_api, caplog, status):
+    hub_api.body = {"issuer": "https://iam.example/", "tokens": _tokens(time.time() + 600)}
+    agent = _agent(tmp_path, hub_api.url)
+    hub_api.run(agent.step())
+    assert (tmp_path / "rucio_token").exists() and (tmp_path / "eos_token").exists()
+    hub_api.status, hub_api.body = status, {"message": "Your ESCAPE IAM session has ended"}
+    hub_api.run(agent.step())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a token outlived the end of the session"
+    for _ in range(3):
+        hub_api.run(agent.step())
+    (line,) = _messages(caplog, "log in to the hub again")
+    assert f"{status}: Your ESCAPE IAM session has ended" in line
+    # After a new login the files come back at the next call.
+    hub_api.status, hub_api.body = 200, {"issuer": "https://iam.example/", "tokens": _tokens(time.time() + 600)}
+    hub_api.run(agent.step())
+    assert (tmp_path / "rucio_token").read_text() == "r.t.x"
+
+
+def test_a_refusal_also_removes_files_left_by_an_earlier_server(tmp_path, hub_api):
+    write_private_file(tmp_path / "rucio_token", "left.over.token")
+    hub_api.status, hub_api.body = 401, {"message": "log in"}
+    hub_api.run(_agent(tmp_path, hub_api.url).step())
+    assert not (tmp_path / "rucio_token").exists()
+
+
+def test_after_a_refusal_the_agent_asks_ever_more_rarely_up_to_max_auth_backoff(tmp_path, hub_api):
+    hub_api.status, hub_api.body = 401, {"message": "log in"}
+    agent = _agent(tmp_path, hub_api.url, min_interval=1, max_backoff=4, max_auth_backoff=40)
+    delays = [hub_api.run(agent.step()) for _ in range(9)]
+    assert delays == [1, 2, 4, 8, 16, 32, 40, 40, 40]
+    assert len(hub_api.seen_auth) == 9
+
+
+def test_a_failing_hub_keeps_valid_files_and_wakes_the_agent_when_they_expire(tmp_path, hub_api):
+    expires_at = time.time() + 30
+    hub_api.body = {"issuer": "https://iam.example/", "tokens": _tokens(expires_at)}
+    agent = _agent(tmp_path, hub_api.url, min_interval=1, max_backoff=300)
+    hub_api.run(agent.step())
+    hub_api.status, hub_api.body = 502, "bad gateway"
+    started = time.time()
+    delays = [hub_api.run(agent.step()) for _ in range(12)]  # backoff alone would reach 300 s
+    assert (tmp_path / "rucio_token").read_text() == "r.t.x", "a valid token was dropped on a transient error"
+    assert delays[:3] == [1, 2, 4]
+    assert max(delays) <= expires_at - started, "the agent would sleep past the token's expiry"
+
+
+def test_a_token_that_expires_while_the_hub_fails_is_removed(tmp_path, hub_api, caplog):
+    expires_at = time.time() + 2
+    hub_api.body = {"issuer": "https://iam.example/", "tokens": _tokens(expires_at)}
+    agent = _agent(tmp_path, hub_api.url)
+    hub_api.run(agent.step())
+    assert (tmp_path / "rucio_token").exists()
+    hub_api.status, hub_api.body = 503, "down"
+    while time.time() <= expires_at:
+        time.sleep(0.2)
+    hub_api.run(agent.step())
+    assert not (tmp_path / "rucio_token").exists() and not (tmp_path / "eos_token").exists()
+    assert _messages(caplog, "token file for rucio removed: its token expired")
 
 
 @pytest.mark.parametrize(
