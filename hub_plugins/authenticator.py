@@ -35,7 +35,7 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Dict, Float, Integer, List, Set, TraitError, Unicode, default, validate
 
-from hub_plugins import hub_roles, server_tokens
+from hub_plugins import hub_roles, iam_groups, server_tokens
 from hub_plugins.discovery import ENDPOINTS, OPTIONAL_ENDPOINTS, DiscoveryError, discover
 from hub_plugins.logout import IAMLogoutHandler, revoke
 from hub_plugins.token_checks import JWKS, TokenCheckError, check
@@ -189,9 +189,23 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
     def _enable_pkce_default(self):
         return True
 
+    token_profile = Unicode(
+        "iam",
+        config=True,
+        help="""The token profile the IAM serves: `iam` (groups in userinfo's `groups`) or `wlcg` (groups only as
+        `wlcg.groups`, with a leading `/`, and only when the `wlcg.groups` scope is requested - which this
+        authenticator then does). Group names are compared without the leading `/` under both.""",
+    )
+
+    @validate("token_profile")
+    def _validate_token_profile(self, proposal):
+        if proposal["value"] not in iam_groups.PROFILES:
+            raise TraitError(f"token_profile must be one of {sorted(iam_groups.PROFILES)}, not {proposal['value']!r}")
+        return proposal["value"]
+
     @default("scope")
     def _scope_default(self):
-        return ["openid", "profile", "email", "offline_access"]
+        return ["openid", "profile", "email", "offline_access", *iam_groups.PROFILE_SCOPES[self.token_profile]]
 
     @default("username_claim")
     def _username_claim_default(self):
@@ -199,7 +213,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
 
     @default("auth_state_groups_key")
     def _groups_key_default(self):
-        return f"{self.user_auth_state_key}.groups"
+        return iam_groups.groups_reader(self.user_auth_state_key, self.token_profile)
 
     @default("manage_groups")
     def _manage_groups_default(self):

@@ -35,19 +35,27 @@ class ExchangeError(Exception):
 class Target:
     name: str
     audience: str
-    scope: str | None = None
+    scope: str
 
     @classmethod
     def parse(cls, name: str, spec: dict) -> Target:
+        """A target from configuration; ValueError with a one-line fix when INDIGO IAM would refuse its exchanges."""
         if not isinstance(spec, dict) or not isinstance(spec.get("audience"), str) or not spec["audience"].strip():
             raise ValueError(f"exchange target {name!r} needs an 'audience' string, e.g. {{'audience': 'rucio'}}")
         unknown = set(spec) - {"audience", "scope"}
         if unknown:
             raise ValueError(f"exchange target {name!r} has unknown keys {sorted(unknown)}; use audience and scope")
         scope = spec.get("scope")
-        if scope is not None and (not isinstance(scope, str) or not scope.strip()):
-            raise ValueError(f"exchange target {name!r}: scope must be a non-empty string of space-separated scopes")
-        return cls(name, spec["audience"].strip(), scope.strip() if scope else None)
+        if not isinstance(scope, str) or not scope.split():
+            # INDIGO IAM (>= 1.7.0) refuses every exchange request without scope.
+            raise ValueError(f"exchange target {name!r} needs a 'scope' (IAM requires one on every exchange), "
+                             "e.g. 'openid profile'")
+        if "offline_access" in scope.split():
+            # IAM refuses offline_access when the client exchanging also holds the subject token, as the hub does;
+            # and a refresh token has no business in a user's server.
+            raise ValueError(f"exchange target {name!r}: remove offline_access from its scope; exchanged tokens are "
+                             "short-lived access tokens, the hub refreshes them itself")
+        return cls(name, spec["audience"].strip(), " ".join(scope.split()))
 
 
 def _parse_answer(target: Target, body: bytes, now: float) -> dict:
@@ -62,7 +70,7 @@ def _parse_answer(target: Target, body: bytes, now: float) -> dict:
     return {
         "access_token": token,
         "expires_at": now + expires_in,
-        "scope": answer.get("scope", target.scope or ""),
+        "scope": answer.get("scope", target.scope),
         "audience": target.audience,
     }
 
@@ -73,8 +81,7 @@ async def exchange_one(fetch: Fetch, token_url: str, client_id: str, client_secr
     """Exchange `subject_token` for a token of `target`; returns access_token, expires_at, scope, audience."""
     form = {"grant_type": GRANT_TYPE, "subject_token": subject_token, "subject_token_type": ACCESS_TOKEN_TYPE,
             "audience": target.audience}
-    if target.scope:
-        form["scope"] = target.scope
+    form["scope"] = target.scope
     request = HTTPRequest(
         token_url,
         method="POST",

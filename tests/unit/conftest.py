@@ -57,6 +57,7 @@ class FakeIdP:
         self.refresh_tokens: dict[str, str] = {}  # valid refresh token -> username
         self.revoked: list[str] = []
         self.access: dict[str, str] = {}  # IAM access token -> username
+        self.profile = "iam"  # "wlcg": userinfo has no `groups`, only `wlcg.groups` with a leading '/'
 
     def jwt(self, username: str, audience: str, *, ttl: float = 3600, **claims) -> str:
         key = self.keys[self.sign_with] if isinstance(self.sign_with, str) else self.sign_with
@@ -96,6 +97,9 @@ class FakeIdP:
             username = self.access.get(request.headers.get("Authorization", "").removeprefix("Bearer "))
             if username is None:
                 raise HTTPClientError(401, response=HTTPResponse(request, 401, buffer=io.BytesIO(b"{}")))
+            if self.profile == "wlcg":
+                return {"sub": self.users[username], "preferred_username": username,
+                        "wlcg.groups": [f"/{g}" for g in self.groups[username]]}
             return {"sub": self.users[username], "preferred_username": username, "groups": self.groups[username]}
         if path == "/revoke":
             self.revoked.append(form["token"])

@@ -20,7 +20,8 @@ def make(idp=None, **kw):
     return EscapeIAMAuthenticator(**{
         "issuer": ISSUER, "client_id": "hub", "client_secret": "s", "enable_pkce": False,
         "oauth_callback_url": "http://hub/hub/oauth_callback", "allowed_groups": {"escape/users"},
-        "exchange_targets": {"rucio": {"audience": "rucio"}, "eos": {"audience": "eos"}},
+        "exchange_targets": {"rucio": {"audience": "rucio", "scope": "openid profile"},
+                             "eos": {"audience": "eos", "scope": "openid profile"}},
         "http_client": idp or FakeIdP(), **kw})
 
 
@@ -61,9 +62,28 @@ def test_defaults_fit_iam(crypt_key):
     assert auth.enable_pkce and auth.manage_groups and not auth.allow_hub_admins
     assert auth.scope == ["openid", "profile", "email", "offline_access"]
     assert auth.username_claim == "preferred_username"
-    assert auth.auth_state_groups_key == "oauth_user.groups"
+    assert auth.auth_state_groups_key({"oauth_user": {"groups": ["escape/users"]}}) == ["escape/users"]
     assert auth.login_service == "ESCAPE IAM"
     assert auth.refresh_backoff == 30
+
+
+def test_under_the_wlcg_profile_groups_come_from_wlcg_groups_which_the_login_requests(crypt_key):
+    idp = FakeIdP(users={"alice": "sub-alice", "carol": "sub-carol"},
+                  groups={"alice": ["escape/users", "escape/dlaas-admins"], "carol": ["escape/guests"]})
+    idp.profile = "wlcg"
+    auth = make(idp, token_profile="wlcg")
+    assert "wlcg.groups" in auth.scope  # IAM releases wlcg.groups only when asked for
+    model, _ = run(login(auth, "alice"))
+    assert sorted(model["groups"]) == ["escape/dlaas-admins", "escape/users"]  # leading '/' gone: same names as `iam`
+    # Not in an allowed group: no user (JupyterHub answers the 403 page).
+    assert run(auth.get_authenticated_user(FakeHandler("carol", ()), None)) is None
+    # Reading `groups` under the WLCG profile would refuse everybody: the profile decides which claim counts.
+    assert run(make(idp).get_authenticated_user(FakeHandler("alice", ()), None)) is None
+
+
+def test_an_unknown_token_profile_is_refused_at_start(crypt_key):
+    with pytest.raises(TraitError, match="token_profile must be one of"):
+        make(token_profile="scitokens")
 
 
 @pytest.mark.parametrize("setting", [{"admin_groups": {"escape/admins"}}, {"admin_users": {"alice"}}])
@@ -81,6 +101,10 @@ def test_an_own_reconcile_hook_is_refused(crypt_key):
 def test_bad_exchange_targets_are_refused_at_startup(crypt_key):
     with pytest.raises(TraitError, match="needs an 'audience'"):
         make(exchange_targets={"rucio": {"scope": "openid"}})
+    with pytest.raises(TraitError, match="needs a 'scope'"):  # INDIGO IAM refuses scope-less exchanges
+        make(exchange_targets={"rucio": {"audience": "rucio"}})
+    with pytest.raises(TraitError, match="remove offline_access"):
+        make(exchange_targets={"rucio": {"audience": "rucio", "scope": "openid offline_access"}})
 
 
 def test_negative_refresh_margin_is_refused(crypt_key):

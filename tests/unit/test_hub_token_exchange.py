@@ -9,7 +9,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
 from hub_plugins.token_exchange import GRANT_TYPE, ExchangeError, Target, earliest_expiry, exchange_all, exchange_one
 
-TARGETS = [Target("rucio", "rucio", "openid profile"), Target("eos", "eos")]
+TARGETS = [Target("rucio", "rucio", "openid profile"), Target("eos", "eos", "openid")]
 
 
 class FakeIdP:
@@ -60,7 +60,7 @@ def test_exchanges_every_target_concurrently_with_iam_parameters():
     assert rucio_request["grant_type"] == GRANT_TYPE.replace(":", "%3A")
     assert rucio_request["subject_token"] == "subject"
     assert rucio_request["scope"] == "openid+profile"
-    assert "scope" not in next(r for r in idp.requests if r["audience"] == "eos")
+    assert next(r for r in idp.requests if r["audience"] == "eos")["scope"] == "openid"  # IAM requires a scope
 
 
 def test_a_5xx_is_retried_with_backoff_then_succeeds():
@@ -116,7 +116,10 @@ def test_one_failing_target_fails_the_whole_set():
         ({}, "needs an 'audience'"),
         ({"audience": ""}, "needs an 'audience'"),
         ({"audience": "rucio", "lifetime": 5}, "unknown keys"),
-        ({"audience": "rucio", "scope": ""}, "scope must be"),
+        ({"audience": "rucio", "scope": ""}, "needs a 'scope'"),
+        ({"audience": "rucio"}, "needs a 'scope' \\(IAM requires one on every exchange\\)"),
+        ({"audience": "rucio", "scope": "   "}, "needs a 'scope'"),
+        ({"audience": "rucio", "scope": "openid offline_access"}, "remove offline_access"),
     ],
 )
 def test_bad_target_specs_are_refused_with_a_clear_message(spec, message):
