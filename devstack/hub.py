@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from devstack.registrar import PREFIX as REGISTRAR_PREFIX
+from devstack.registrar import hub_service as registrar_service
 from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port, http_ready, kept_secret
 from singleuser.token_files import write_secret_file
 from devstack.settings import MAIN_PYTHON, NODE_MODULES, REPO, VENVS, Settings
@@ -33,7 +35,7 @@ HUB_CLIENT_ID = "dlaas-hub"
 
 def register_hub_client(iam, hub_url: str) -> dict:
     """Register the hub as a confidential client of the dev IAM (before the IAM starts)."""
-    return iam.add_client(HUB_CLIENT_ID, [f"{hub_url}/hub/oauth_callback"])
+    return iam.add_client(HUB_CLIENT_ID, [f"{hub_url}/hub/oauth_callback"], token_exchange=True)
 
 
 class LocalHub(Service):
@@ -93,10 +95,13 @@ class LocalHub(Service):
             "destination_rse": REPLICA_RSE,
             "rse_mount_path": str(mount),
             "path_begins_at": len(mount.parts) - 1,
-            "scratch_mount": str(rse_dir(self.settings, SCRATCH_RSE)),
+            # Each user's server sees only its own scratch directory (the registration service relies on it).
+            "scratch_mount": str(rse_dir(self.settings, SCRATCH_RSE)) + "/{username}",
+            "registrar_url": f"{self.url}{REGISTRAR_PREFIX}",
             "scratch_rse": SCRATCH_RSE,
             **self.extra,
         }
+        settings["services"] = [registrar_service(self.settings), *self.extra.get("services", [])]
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         kept_secret(self.dir / "cookie_secret")
         settings_file = self.dir / "hub-settings.json"

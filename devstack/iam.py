@@ -2,6 +2,11 @@
 
 Clients are registered before start and written to <state>/iam/clients.json (mode 0600); their secrets are
 generated there and never committed. The signing key persists in <state>/iam, so tokens survive a restart.
+
+The dev IAM applies INDIGO IAM's rules by default (scope required on token exchange, the exchange grant and token
+introspection enabled per client, scopes checked against the client's registration). Options mirror what an IAM
+instance or client may be set up with: the `iam` or `wlcg` token profile, refresh-token rotation, and access
+tokens without a `scope` claim (IAM's default; resource servers such as Rucio then introspect).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from singleuser.token_files import write_secret_file
 SERVER_JS = REPO / "devstack" / "iam" / "server.js"
 USERS_FILE = REPO / "devstack" / "iam" / "users.json"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+PROFILES = ("iam", "wlcg")
+BASE_SCOPES = ("openid", "profile", "email", "offline_access")
 
 
 class DevIAM(Service):
@@ -34,7 +41,18 @@ class DevIAM(Service):
         refresh_token_ttl: int = 30 * 24 * 3600,
         id_token_ttl: int = 3600,
         users_file: Path = USERS_FILE,
+        profile: str = "iam",
+        rotate_refresh_tokens: bool = False,
+        scope_claim: bool = True,
     ):
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+        if not scope_claim and profile != "iam":
+            raise ValueError("scope_claim=False applies to the iam profile only: "
+                             "WLCG profile tokens always carry scope")
+        self.profile = profile
+        self.rotate_refresh_tokens = rotate_refresh_tokens
+        self.scope_claim = scope_claim
         self.settings = settings
         self.port = settings.iam_port if port is None else port
         self.dir = settings.state_dir / "iam"
@@ -57,18 +75,43 @@ class DevIAM(Service):
     def url(self) -> str:
         return self.issuer.rstrip("/")
 
+    @property
+    def default_scopes(self) -> list[str]:
+        """What a client is registered for unless told otherwise: what DLaaS clients ask for under this profile."""
+        return [*BASE_SCOPES, *(["wlcg.groups"] if self.profile == "wlcg" else [])]
+
     def add_client(self, client_id: str, redirect_uris: list[str] = (), *, public: bool = False,
-                   grant_types: list[str] | None = None, client_secret: str | None = None) -> dict:
-        """Register a client (before start). Confidential clients get a generated secret, kept in the state dir."""
+                   grant_types: list[str] | None = None, client_secret: str | None = None,
+                   scopes: list[str] | None = None, token_exchange: bool = False,
+                   introspection: bool = False) -> dict:
+        """Register a client (before start), as an IAM administrator would.
+
+        Confidential clients get a generated secret, kept in the state dir. `grant_types` defaults to
+        authorization_code and refresh_token; the token-exchange grant is added only with `token_exchange=True`
+        (IAM: only an administrator enables it). `scopes` are those the client may ask for (default:
+        `default_scopes`). `introspection=True` lets the client call /introspect (e.g. a resource server).
+        """
+        grants = ["authorization_code", "refresh_token"] if grant_types is None else list(grant_types)
+        if TOKEN_EXCHANGE in grants:
+            raise ValueError("enable the token-exchange grant with token_exchange=True, not in grant_types")
+        if token_exchange:
+            grants.append(TOKEN_EXCHANGE)
         client = {
             "client_id": client_id,
             "redirect_uris": list(redirect_uris),
-            "grant_types": grant_types or ["authorization_code", "refresh_token", TOKEN_EXCHANGE],
+            "grant_types": grants,
+            "scopes": list(self.default_scopes if scopes is None else scopes),
+            "introspection": introspection,
         }
         if not public:
             client["client_secret"] = client_secret or self._stored_secret(client_id)
         self._clients[client_id] = client
         return client
+
+    def add_introspecting_client(self, client_id: str, client_secret: str) -> dict:
+        """A resource server's client (e.g. the `rucio` client of Rucio's idpsecrets.json): no grants, no scopes,
+        allowed to introspect tokens, with the secret the resource server already holds."""
+        return self.add_client(client_id, grant_types=[], scopes=[], client_secret=client_secret, introspection=True)
 
     def client(self, client_id: str) -> dict:
         return self._clients[client_id]
@@ -95,7 +138,10 @@ class DevIAM(Service):
             "dev-iam",
             [node, str(SERVER_JS), "--host", self.settings.host, "--port", str(self.port),
              "--state-dir", str(self.dir), "--users", str(self.users_file), "--clients", str(clients_file),
-             "--access-ttl", str(access), "--refresh-ttl", str(refresh), "--id-ttl", str(id_ttl)],
+             "--access-ttl", str(access), "--refresh-ttl", str(refresh), "--id-ttl", str(id_ttl),
+             "--profile", self.profile,
+             *(["--rotate-refresh-tokens"] if self.rotate_refresh_tokens else []),
+             *([] if self.scope_claim else ["--no-scope-claim"])],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,
             ready=self._ready,
@@ -117,7 +163,6 @@ class DevIAM(Service):
             self.issuer = found.group(1).decode()
             self.port = int(self.issuer.rstrip("/").rsplit(":", 1)[1])
         return http_ready(f"{self.issuer}.well-known/openid-configuration")()
-
 
     def restart(self) -> DevIAM:
         """Stop and start again on the same port (keys and clients persist)."""

@@ -105,7 +105,7 @@ def token_request(iam, client: dict, form: dict) -> dict:
 
 
 def exchange(iam, client: dict, subject_token: str, audience: str | None = None, scope: str | None = None) -> dict:
-    """RFC 8693 token exchange as INDIGO IAM does it."""
+    """RFC 8693 token exchange as INDIGO IAM does it (IAM requires `scope`; left out here, the IAM refuses it)."""
     form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": subject_token,
             "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"}
     if audience:

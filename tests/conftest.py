@@ -44,14 +44,14 @@ def settings(state_dir):
     # The hub's port is fixed up front: the IAM must know the hub's redirect URI before it starts.
     # So are XRootD's: Rucio's seed registers the origin's port and the cache's address before they start.
     return Settings(state_dir=state_dir, iam_port=0, rucio_port=0, postgres_port=0, hub_port=free_port(),
-                    xrootd_port=free_port(), xcache_port=free_port(), cric_port=0)
+                    xrootd_port=free_port(), xcache_port=free_port(), cric_port=0, registrar_port=free_port())
 
 
 @pytest.fixture(scope="session")
 def iam(settings):
     iam = DevIAM(settings)
     register_hub_client(iam, settings.hub_url)
-    iam.add_client("dlaas-test", [TEST_REDIRECT])
+    iam.add_client("dlaas-test", [TEST_REDIRECT], token_exchange=True)
     iam.add_client("dlaas-public", [TEST_REDIRECT], public=True)
     iam.start()
     yield iam
@@ -97,11 +97,13 @@ TEST_ADMIN_TOKEN = "dlaas-test-admin-" + uuid.uuid4().hex
 
 
 def hub_test_extra() -> dict:
-    """A hub service with admin:auth_state, standing in for an operator inspecting auth_state in tests."""
+    """A test-only hub service that starts and stops servers (and reads their pid from the server state) and makes
+    tokens for tests. It cannot read auth_state: tests read that from the hub's database (tests.hub_state). Users
+    and IAM operators have the production roles (hub_plugins.hub_roles)."""
     return {
         "services": [{"name": "test-admin", "api_token": TEST_ADMIN_TOKEN}],
         "roles": [{"name": "test-admin", "services": ["test-admin"],
-                   "scopes": ["admin:auth_state", "admin:users", "admin:servers", "admin:server_state", "tokens", "read:users"]}],
+                   "scopes": ["admin:servers", "admin:server_state", "list:users", "read:users", "tokens"]}],
     }
 
 
@@ -110,6 +112,16 @@ def hub(settings, iam, rucio):
     hub = LocalHub(settings, iam=iam, rucio_url=rucio.url, extra=hub_test_extra()).start()
     yield hub
     hub.stop()
+
+
+@pytest.fixture(scope="session")
+def registrar(settings, rucio, hub):
+    """The registration service (dlaas-registrar), known to the hub as a service, reached through its proxy."""
+    from devstack.registrar import LocalRegistrar
+
+    service = LocalRegistrar(settings, rucio, hub_url=hub.url).start()
+    yield service
+    service.stop()
 
 
 @pytest.fixture(scope="session")
@@ -173,3 +185,32 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def process_environ(pid: int) -> dict:
+    """The environment of a running process, as a terminal started inside it would have it."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+@pytest.fixture(scope="module")
+def alice_env(hub, hub_admin, registrar, rucio_daemons):
+    """Alice logged in with her server running: the environment of that server (its token files kept fresh by its
+    token agent), for running her tools exactly as a terminal of her server does. Stopped after the module."""
+    from devstack.iam_login import login
+
+    browser = requests.Session()
+    callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
+                     stop_at=f"{hub.url}/hub/oauth_callback")
+    assert browser.get(callback, allow_redirects=False, timeout=30).status_code == 302
+    started = hub_admin.post(f"{hub_admin.api}/users/alice/server", timeout=90)
+    assert started.status_code in (201, 202) or "already running" in started.text, started.text
+
+    def ready():
+        server = hub_admin.get(f"{hub_admin.api}/users/alice", timeout=10).json()["servers"].get("")
+        return server if server and server["ready"] else None
+
+    env = process_environ(wait_for(ready, timeout=90, what="alice's server")["state"]["pid"])
+    wait_for(lambda: Path(env["BEARER_TOKEN_FILE"]).exists(), timeout=30, what="alice's token files")
+    yield env
+    hub_admin.delete(f"{hub_admin.api}/users/alice/server", timeout=60)

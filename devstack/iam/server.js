@@ -1,11 +1,13 @@
 // Dev IAM: an OpenID provider shaped like INDIGO IAM, built on oidc-provider, for the local data lake.
 //
-// IAM's endpoint paths (/authorize /token /userinfo /jwk /introspect), a real login form checked against
-// users.json, authorization code + PKCE, refresh tokens (offline_access), JWT access tokens (RS256), and RFC 8693
-// token exchange with IAM's request/response shape. The signing key and cookie keys persist in the state
-// directory, so tokens stay valid across restarts. Tokens and passwords are never logged.
+// IAM's endpoint paths (/authorize /token /userinfo /jwk /introspect /revoke), a real login form checked against
+// users.json, authorization code + PKCE, refresh tokens (offline_access), JWT access tokens (RS256), RFC 8693
+// token exchange and RFC 7009 revocation with IAM's rules (see token_exchange.js, jwt_endpoints.js), and IAM's
+// `iam` or `wlcg` token profile (profile.js). The signing key and cookie keys persist in the state directory, so
+// tokens stay valid across restarts. Tokens and passwords are never logged.
 //
 //   node server.js --host 127.0.0.1 --port 0 --state-dir DIR --users users.json --clients clients.json
+//                  [--profile iam|wlcg] [--rotate-refresh-tokens] [--no-scope-claim]
 //                  [--access-ttl 3600] [--refresh-ttl 2592000] [--id-ttl 3600]
 // Prints `READY <issuer>` once listening.
 
@@ -16,9 +18,11 @@ import Provider from 'oidc-provider';
 
 import { loadClients, loadUsers } from './config.js';
 import { mountInteractions } from './interactions.js';
-import { introspect, userinfo } from './jwt_endpoints.js';
+import { introspect, revoke, userinfo } from './jwt_endpoints.js';
 import { loadOrCreateKeys } from './keys.js';
+import { makeProfile, PROFILES, SCOPES } from './profile.js';
 import { registerTokenExchange } from './token_exchange.js';
+import { TokenStore } from './token_store.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -27,6 +31,9 @@ const { values: args } = parseArgs({
     'state-dir': { type: 'string' },
     users: { type: 'string' },
     clients: { type: 'string' },
+    profile: { type: 'string', default: 'iam' },
+    'rotate-refresh-tokens': { type: 'boolean', default: false },
+    'no-scope-claim': { type: 'boolean', default: false },
     'access-ttl': { type: 'string', default: '3600' },
     'refresh-ttl': { type: 'string', default: String(30 * 24 * 3600) },
     'id-ttl': { type: 'string', default: '3600' },
@@ -41,6 +48,10 @@ function fail(message) {
 for (const name of ['state-dir', 'users', 'clients']) {
   if (!args[name]) fail(`--${name} is required`);
 }
+if (!PROFILES.includes(args.profile)) fail(`--profile must be one of ${PROFILES.join(', ')}`);
+if (args['no-scope-claim'] && args.profile !== 'iam') {
+  fail('--no-scope-claim applies to the iam profile only: WLCG profile tokens always carry scope');
+}
 const ttl = {
   access: Number(args['access-ttl']),
   refresh: Number(args['refresh-ttl']),
@@ -50,27 +61,36 @@ for (const [name, value] of Object.entries(ttl)) {
   if (!Number.isInteger(value) || value <= 0) fail(`--${name}-ttl must be a positive number of seconds`);
 }
 
+const profile = makeProfile(args.profile, { scopeClaim: !args['no-scope-claim'] });
 const users = loadUsers(args.users);
-const clients = loadClients(args.clients);
+const { registry, forProvider } = loadClients(args.clients, SCOPES);
 const keys = await loadOrCreateKeys(args['state-dir']);
-// Access tokens requested without a resource get this audience: JWT access tokens must carry one.
-const DEFAULT_AUDIENCE = 'urn:escape:dlaas:iam';
+// IAM leaves `aud` out of access tokens nobody asked an audience for (iam profile); oidc-provider cannot sign a
+// JWT access token without one, so login and refresh tokens get this placeholder, which no service accepts.
+const LOGIN_AUDIENCE = profile.defaultAudience || 'urn:escape:dlaas:iam';
+// Served here rather than by oidc-provider, which cannot look up JWT access tokens (jwt_endpoints.js).
+const ROUTES = {
+  'POST /introspect': introspect,
+  'POST /revoke': revoke,
+  'GET /userinfo': userinfo,
+  'POST /userinfo': userinfo,
+};
 
 let provider;
+let context;
 const server = http.createServer((req, res) => {
   const path = req.url.split('?')[0];
-  let handler;
-  if (req.method === 'POST' && path === '/introspect') handler = introspect;
-  if ((req.method === 'GET' || req.method === 'POST') && path === '/userinfo') handler = userinfo;
+  const handler = ROUTES[`${req.method} ${path}`];
   if (!handler) {
     provider.callback()(req, res);
     return;
   }
-  handler(req, res, { provider, keys, clients, users })
+  handler(req, res, context)
     .then(() => process.stdout.write(`${req.method} ${path} ${res.statusCode}\n`))
     .catch((err) => {
-      res.statusCode = 500;
-      res.end(JSON.stringify({ error: 'server_error', error_description: err.message }));
+      process.stdout.write(`${req.method} ${path} 500 ${err.name}\n`);
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ error: 'server_error' }));
     });
 });
 
@@ -81,21 +101,18 @@ server.on('error', (err) => fail(err.code === 'EADDRINUSE'
 server.listen(Number(args.port), args.host, () => {
   const { port } = server.address();
   const issuer = `http://${args.host}:${port}/`;
+  const store = new TokenStore({ issuer, publicKey: keys.publicKey });
   provider = new Provider(issuer, {
-    clients,
+    clients: forProvider,
     jwks: { keys: [keys.privateJwk] },
     cookies: { keys: keys.cookieKeys },
     findAccount: async (ctx, sub) => {
       const user = users.bySub.get(sub);
       if (!user) return undefined;
-      return { accountId: sub, claims: async () => user.claims };
+      return { accountId: sub, claims: async () => profile.userClaims(user) };
     },
-    claims: {
-      openid: ['sub'],
-      profile: ['name', 'preferred_username', 'groups'],
-      email: ['email', 'email_verified'],
-    },
-    scopes: ['openid', 'profile', 'email', 'offline_access'],
+    claims: profile.scopeClaims,
+    scopes: SCOPES,
     conformIdTokenClaims: false,
     routes: {
       authorization: '/authorize',
@@ -108,14 +125,15 @@ server.listen(Number(args.port), args.host, () => {
     },
     features: {
       devInteractions: { enabled: false },
+      // Both advertised in discovery; served by jwt_endpoints.js, which also knows JWT access tokens.
       revocation: { enabled: true },
-      introspection: { enabled: true },  // advertised; served by introspection.js, which also knows JWTs
+      introspection: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        defaultResource: async () => DEFAULT_AUDIENCE,
+        defaultResource: async () => LOGIN_AUDIENCE,
         useGrantedResource: async () => true,
         getResourceServerInfo: async (ctx, resource) => ({
-          scope: 'openid profile email offline_access',
+          scope: SCOPES.join(' '),
           audience: resource,
           accessTokenTTL: ttl.access,
           accessTokenFormat: 'jwt',
@@ -123,9 +141,17 @@ server.listen(Number(args.port), args.host, () => {
         }),
       },
     },
-    extraTokenClaims: async (ctx, token) => {
-      const user = users.bySub.get(token.accountId);
-      return user ? { groups: user.claims.groups, preferred_username: user.claims.preferred_username } : undefined;
+    formats: {
+      customizers: {
+        // The profile's access token claims; the record of the token's scope (it may carry none) and client.
+        jwt: async (ctx, token, jwt) => {
+          const { scope, ...payload } = jwt.payload;
+          const user = users.bySub.get(token.accountId);
+          store.remember(payload.jti, { clientId: token.clientId, scope: scope || '', exp: payload.exp });
+          const scopes = String(scope || '').split(' ').filter(Boolean);
+          jwt.payload = { ...payload, ...(user ? profile.accessTokenClaims(user, scopes, payload.iat) : {}) };
+        },
+      },
     },
     pkce: { required: (ctx, client) => client.tokenEndpointAuthMethod === 'none' },
     ttl: {
@@ -137,7 +163,7 @@ server.listen(Number(args.port), args.host, () => {
       Session: 24 * 3600,
       Grant: ttl.refresh,
     },
-    rotateRefreshToken: false,
+    rotateRefreshToken: args['rotate-refresh-tokens'],
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     renderError: async (ctx, out) => {
       ctx.type = 'html';
@@ -146,6 +172,7 @@ server.listen(Number(args.port), args.host, () => {
     },
   });
   provider.proxy = false;
+  context = { provider, registry, store, users, profile };
   // IAM grants offline_access without prompt=consent; oidc-provider drops it unless consent is prompted. Consent
   // is automatic here, so asking for it changes nothing for the user and keeps the refresh token coming.
   provider.use(async (ctx, next) => {
@@ -160,8 +187,16 @@ server.listen(Number(args.port), args.host, () => {
     }
     return next();
   });
+  // Rotation as IAM does it: the old refresh token is deleted (oidc-provider would keep it as "consumed" and,
+  // when it comes back, revoke the whole grant; IAM answers invalid_grant and leaves the new token working).
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === '/token' && ctx.status === 200) {
+      await ctx.oidc?.entities?.RotatedRefreshToken?.destroy();
+    }
+  });
   mountInteractions(provider, users);
-  registerTokenExchange(provider, { keys, ttl, defaultAudience: DEFAULT_AUDIENCE, users });
+  registerTokenExchange(provider, { keys, ttl, users, registry, store, profile });
   // Log requests without query strings or bodies: codes, tokens and passwords never reach the log.
   provider.use(async (ctx, next) => {
     await next();
