@@ -77,6 +77,7 @@ class LocalHub(Service):
             "db_url": f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
             "cookie_secret_file": str(self.dir / "cookie_secret"),
             "issuer": self.iam.issuer,
+            "token_profile": self.iam.profile,
             "client_id": client["client_id"],
             "client_secret": client["client_secret"],
             "refresh_margin": self.refresh_margin,

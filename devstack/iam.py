@@ -41,10 +41,14 @@ class DevIAM(Service):
         refresh_token_ttl: int = 30 * 24 * 3600,
         id_token_ttl: int = 3600,
         users_file: Path = USERS_FILE,
-        profile: str = "iam",
-        rotate_refresh_tokens: bool = False,
-        scope_claim: bool = True,
+        profile: str | None = None,
+        rotate_refresh_tokens: bool | None = None,
+        scope_claim: bool | None = None,
     ):
+        # Unless given here, as the settings say (DLAAS_IAM_PROFILE, DLAAS_IAM_ROTATE_REFRESH, DLAAS_IAM_SCOPE_CLAIM).
+        profile = settings.iam_profile if profile is None else profile
+        rotate_refresh_tokens = settings.iam_rotate_refresh_tokens if rotate_refresh_tokens is None else rotate_refresh_tokens
+        scope_claim = settings.iam_scope_claim if scope_claim is None else scope_claim
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
         if not scope_claim and profile != "iam":

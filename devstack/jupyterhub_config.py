@@ -33,6 +33,7 @@ c.EscapeIAMAuthenticator.client_secret = s["client_secret"]
 c.EscapeIAMAuthenticator.oauth_callback_url = s["public_url"] + "/hub/oauth_callback"
 if s.get("token_url"):  # tests: the token endpoint through a fault-injecting proxy (else from discovery)
     c.EscapeIAMAuthenticator.token_url = s["token_url"]
+c.EscapeIAMAuthenticator.token_profile = s.get("token_profile", "iam")  # the dev IAM's: groups or wlcg.groups
 c.EscapeIAMAuthenticator.allowed_groups = {"escape/users"}
 # IAM admins operate the hub (role dlaas-operator), without becoming JupyterHub admins (hub_plugins/hub_roles.py).
 c.EscapeIAMAuthenticator.operator_groups = {"escape/admins"}

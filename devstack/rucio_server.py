@@ -18,6 +18,11 @@ from singleuser.token_files import write_secret_file
 RUCIO_VENV = RUCIO_PYTHON.parent.parent
 
 
+def iam_client(settings: Settings) -> tuple[str, str]:
+    """The client Rucio authenticates as towards the IAM (idpsecrets.json): it introspects scope-less tokens."""
+    return "rucio", kept_secret(settings.state_dir / "rucio" / "iam-client-secret", 24)
+
+
 class RucioServer(Service):
     """Writes the server configuration, builds the schema once, and runs gunicorn on 127.0.0.1."""
 
@@ -107,10 +112,11 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
         )
         idp = self.dir / "idpsecrets.json"
         # Rucio needs a client entry (and a SCIM one) per accepted issuer even when it only validates tokens.
+        client_id, client_secret = iam_client(self.settings)
         client = {
             "issuer": self.iam_issuer,
-            "client_id": "rucio",
-            "client_secret": kept_secret(self.dir / "iam-client-secret", 24),
+            "client_id": client_id,
+            "client_secret": client_secret,
             "redirect_uris": [f"{self.url}/auth/oidc_token"],
         }
         write_secret_file(idp, json.dumps({self.iam_issuer: {**client, "SCIM": dict(client)}}, indent=2))

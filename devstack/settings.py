@@ -30,6 +30,22 @@ def _env_int(name: str, default: int) -> int:
     return port
 
 
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name) or default
+    if raw not in choices:
+        raise SystemExit(f"{name}={raw!r} is not one of {', '.join(choices)}: set it to one of them")
+    return raw
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+        raise SystemExit(f"{name}={raw!r} is not a yes/no value: set it to true or false")
+    return raw.lower() in ("1", "true", "yes")
+
+
 def _env_delay(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -55,6 +71,12 @@ class Settings:
     xcache_port: int = field(default_factory=lambda: _env_int("DLAAS_XCACHE_PORT", 1095))
     cric_port: int = field(default_factory=lambda: _env_int("DLAAS_CRIC_PORT", 8093))
     registrar_port: int = field(default_factory=lambda: _env_int("DLAAS_REGISTRAR_PORT", 8094))
+    # How the dev IAM shapes tokens, as an INDIGO IAM instance may be set up: its token profile (`iam`: groups in
+    # `groups`; `wlcg`: only `wlcg.groups`), whether each refresh rotates the refresh token (on: IAM clients may),
+    # and whether access tokens carry `scope` (IAM's default profile does not; Rucio then introspects them).
+    iam_profile: str = field(default_factory=lambda: _env_choice("DLAAS_IAM_PROFILE", "iam", ("iam", "wlcg")))
+    iam_rotate_refresh_tokens: bool = field(default_factory=lambda: _env_bool("DLAAS_IAM_ROTATE_REFRESH", True))
+    iam_scope_claim: bool = field(default_factory=lambda: _env_bool("DLAAS_IAM_SCOPE_CLAIM", True))
     # One-way delay (ms) injected in front of the XRootD origin, as if the storage were far away.
     origin_delay_ms: float = field(default_factory=lambda: _env_delay("DLAAS_ORIGIN_DELAY_MS", 0.0))
 

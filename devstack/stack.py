@@ -69,11 +69,12 @@ class Stack:
         from devstack.registrar import LocalRegistrar
         from devstack.rucio_daemons import RucioDaemons
         from devstack.rucio_seed import seed
-        from devstack.rucio_server import RucioServer
+        from devstack.rucio_server import RucioServer, iam_client
         from devstack.xrootd import CacheLayer
 
         s = self.settings
         self.iam = DevIAM(s)
+        self.iam.add_introspecting_client(*iam_client(s))  # Rucio introspects tokens without a scope claim
         if self.with_hub:
             register_hub_client(self.iam, s.hub_url)
         self._add("dev IAM", self.iam, progress)

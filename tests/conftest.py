@@ -22,7 +22,7 @@ from devstack.postgres import Postgres
 from devstack.procs import free_port
 from devstack.rucio_daemons import RucioDaemons
 from devstack.rucio_seed import seed
-from devstack.rucio_server import RucioServer
+from devstack.rucio_server import RucioServer, iam_client
 from devstack.settings import Settings
 
 TEST_REDIRECT = "http://127.0.0.1:9/callback"  # never fetched: the scripted login stops before it
@@ -53,6 +53,7 @@ def iam(settings):
     register_hub_client(iam, settings.hub_url)
     iam.add_client("dlaas-test", [TEST_REDIRECT], token_exchange=True)
     iam.add_client("dlaas-public", [TEST_REDIRECT], public=True)
+    iam.add_introspecting_client(*iam_client(settings))  # Rucio introspects tokens without a scope claim
     iam.start()
     yield iam
     iam.stop()
