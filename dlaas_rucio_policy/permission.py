@@ -16,6 +16,9 @@ deleted. So, for RSEs with the attribute `dlaas_scratch=True`:
   (no `.`, `..`, empty components, backslashes, `%`, `?` or `#`) under `<scratch protocol prefix><owner>/`, on the
   protocol's own host and port - the owner's own scratch directory.
 
+- only root marks accounts as registrars, changes their identities, or changes a scratch RSE's attributes and
+  protocols (they decide what the reaper deletes) - not even accounts with Rucio's `admin` attribute.
+
 Every other decision is the base policy's: Rucio's generic one, or the permission module named by
 `[policy] dlaas_base_permission` (for a VO that already has a policy package).
 """
@@ -274,7 +277,48 @@ def _add_rule(issuer, kwargs, session):
     return None
 
 
+def _registrar_attribute(issuer, kwargs, session):
+    # Who is the registration service is the operators' decision: not even a Rucio admin may make an account one.
+    if kwargs.get("key") == REGISTRAR_ATTRIBUTE and not _is_root(issuer):
+        return _deny(f"only root sets or removes {REGISTRAR_ATTRIBUTE}")
+    return None
+
+
+def _registrar_identity(issuer, kwargs, session):
+    # An identity added to the service's account would log its owner in as the service.
+    from rucio.common.types import InternalAccount
+
+    account = kwargs.get("account")
+    if account is None or _is_root(issuer):
+        return None
+    if not isinstance(account, InternalAccount):
+        account = InternalAccount(str(account), vo=issuer.vo)
+    if _is_registrar(account, session):
+        return _deny(f"only root changes the identities of {_external(account)}, a registration service account")
+    return None
+
+
+def _scratch_rse_settings(issuer, kwargs, session):
+    # The scratch RSE's attributes and protocols decide what the reaper deletes and where: root only. So does
+    # marking an RSE as scratch.
+    if _is_root(issuer):
+        return None
+    if _is_scratch(kwargs.get("rse_id"), session) or kwargs.get("key") == SCRATCH_ATTRIBUTE:
+        return _deny(f"only root changes the settings of the scratch area {kwargs.get('rse')}")
+    return None
+
+
 _CHECKS = {
+    "add_attribute": _registrar_attribute,
+    "del_attribute": _registrar_attribute,
+    "add_account_identity": _registrar_identity,
+    "del_account_identity": _registrar_identity,
+    "add_rse_attribute": _scratch_rse_settings,
+    "del_rse_attribute": _scratch_rse_settings,
+    "add_protocol": _scratch_rse_settings,
+    "del_protocol": _scratch_rse_settings,
+    "update_protocol": _scratch_rse_settings,
+    "update_rse": _scratch_rse_settings,
     "add_replicas": _add_replicas,
     "add_did": _add_did,
     "add_dids": _add_dids,

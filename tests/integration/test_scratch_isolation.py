@@ -231,3 +231,26 @@ def test_even_the_registrar_account_cannot_register_outside_the_owners_directory
     assert SCRATCH_RSE in next(root_client.list_replicas([{"scope": "user.alice", "name": own.name}]))["rses"]
     for path, content in victims.items():
         assert path.read_bytes() == content
+
+
+def test_even_a_rucio_admin_cannot_make_itself_the_registrar_or_move_the_scratch_area(rucio, rucio_token):
+    # The seed gives the IAM admin user Rucio's `admin` attribute (some sites give it to every user).
+    api = RucioAPI(rucio.url, rucio_token("admin"))
+    attempts = {
+        "mark itself a registrar": api.post("accounts/admin/attr/dlaas_registrar", {"key": "dlaas_registrar",
+                                                                                    "value": "True"}),
+        "log in as the registrar": api.post("accounts/dlaas-registrar/identities", {
+            "identity": "SUB=intruder, ISS=elsewhere", "authtype": "OIDC", "email": "x@dlaas.invalid"}),
+        "point the scratch protocol elsewhere": api.post(f"rses/{SCRATCH_RSE}/protocols/posix", {
+            "scheme": "posix", "hostname": "localhost", "port": 0, "prefix": "/",
+            "impl": "rucio.rse.protocols.posix.Default"}),
+        "unmark the scratch area": requests.delete(f"{rucio.url}/rses/{SCRATCH_RSE}/attr/dlaas_scratch",
+                                                   headers={"X-Rucio-Auth-Token": api.token}, timeout=30),
+        "mark another RSE as scratch": api.post("rses/DESY-DCACHE/attr/dlaas_scratch", {"value": True}),
+    }
+    for what, answer in attempts.items():
+        assert _refused(answer), (what, answer.status_code, answer.text)
+    # It is a Rucio admin: the same calls on what is not the scratch area or the registrar still work.
+    assert api.post("rses/DESY-DCACHE/attr/dlaas_test_marker", {"value": True}).status_code == 201
+    assert requests.delete(f"{rucio.url}/rses/DESY-DCACHE/attr/dlaas_test_marker",
+                           headers={"X-Rucio-Auth-Token": api.token}, timeout=30).status_code == 200
