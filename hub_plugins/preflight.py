@@ -56,6 +56,7 @@ class HubSettings:
     targets: list[Target]
     rucio_url: str
     scratch_rse: str
+    rucio_ca_cert: str = ""
 
 
 def hub_settings(config_file: str) -> HubSettings:
@@ -81,6 +82,7 @@ def hub_settings(config_file: str) -> HubSettings:
         client_secret=pick("client_secret", "OAUTH_CLIENT_SECRET"),
         targets=[Target.parse(name, spec) for name, spec in targets.items()],
         rucio_url=env.get("rucio_base_url", ""), scratch_rse=env.get("scratch_rse", "DLAAS-SCRATCH"),
+        rucio_ca_cert=env.get("rucio_ca_cert", ""),
     )
 
 
@@ -90,6 +92,9 @@ class Preflight:
         self.timeout = timeout
         self.subject_token = subject_token
         self.http = requests.Session()
+        self.rucio_http = requests.Session()
+        if settings.rucio_ca_cert:  # Rucio's certificate may come from a CA the system bundle lacks (as the servers')
+            self.rucio_http.verify = settings.rucio_ca_cert
         self.endpoints: dict[str, str] = {}
         self.exchanged: dict[str, str] = {}
         self.checks: list[Check] = []
@@ -228,7 +233,7 @@ class Preflight:
             self.add("Rucio", False, "DataLakeEnvironment.rucio_base_url is not set in the hub's configuration")
             return
         try:
-            version = self.http.get(f"{self.s.rucio_url.rstrip('/')}/ping", timeout=self.timeout).json()
+            version = self.rucio_http.get(f"{self.s.rucio_url.rstrip('/')}/ping", timeout=self.timeout).json()
             self.add("Rucio", True, f"{self.s.rucio_url} answers (version {version.get('version', '?')})")
         except (requests.RequestException, ValueError, AttributeError) as e:
             self.add("Rucio", False, f"{self.s.rucio_url}/ping does not answer ({type(e).__name__})")
@@ -240,7 +245,7 @@ class Preflight:
             return
         base = self.s.rucio_url.rstrip("/")
         headers = {"X-Rucio-Auth-Token": token}
-        answer = self.http.get(f"{base}/accounts/whoami", headers=headers, timeout=self.timeout)
+        answer = self.rucio_http.get(f"{base}/accounts/whoami", headers=headers, timeout=self.timeout)
         if answer.status_code != 200:
             self.add("Rucio accepts exchanged tokens", False, f"Rucio refused the token (HTTP {answer.status_code} "
                      f"{answer.headers.get('ExceptionMessage', '')}): check [oidc] expected_audience/expected_scope, "
@@ -253,7 +258,7 @@ class Preflight:
     def scratch_policy(self, base: str, headers: dict, account: str) -> None:
         name = "Rucio scratch policy"
         try:
-            answer = self.http.get(f"{base}/rses/{self.s.scratch_rse}/protocols", headers=headers,
+            answer = self.rucio_http.get(f"{base}/rses/{self.s.scratch_rse}/protocols", headers=headers,
                                    params={"operation": "write", "protocol_domain": "wan"}, timeout=self.timeout).json()
             protocols = answer.get("protocols", []) if isinstance(answer, dict) else answer
             proto = protocols[0]
@@ -263,7 +268,7 @@ class Preflight:
         port = f":{proto['port']}" if proto.get("port") else ""
         probe = f"dlaas-preflight-{uuid.uuid4().hex[:12]}"
         pfn = f"{proto['scheme']}://{proto['hostname']}{port}/{proto['prefix'].strip('/')}/{account}/{probe}"
-        answer = self.http.post(f"{base}/replicas/", headers=headers, timeout=self.timeout, data=json.dumps(
+        answer = self.rucio_http.post(f"{base}/replicas/", headers=headers, timeout=self.timeout, data=json.dumps(
             {"rse": self.s.scratch_rse, "files": [{"scope": f"user.{account}", "name": probe, "bytes": 1,
                                                    "adler32": "00000001", "pfn": pfn}]}))
         if answer.headers.get("ExceptionClass") == "AccessDenied":
