@@ -42,8 +42,12 @@ class LocalHub(Service):
     stop_timeout = 20.0
 
     def __init__(self, settings: Settings, *, iam, rucio_url: str = "", port: int | None = None,
-                 refresh_margin: int = 300, auth_refresh_age: int = 60, extra: dict | None = None):
+                 refresh_margin: int = 300, auth_refresh_age: int = 60, extra: dict | None = None,
+                 registrar: bool = False):
         self.settings = settings
+        # Whether the registration service runs beside this hub: JupyterHub waits up to 30 s at start for every
+        # service it knows, so it is announced only when it is there.
+        self.registrar = registrar
         self.iam = iam
         self.rucio_url = rucio_url
         self.port = settings.hub_port if port is None else port
@@ -102,7 +106,8 @@ class LocalHub(Service):
             "scratch_rse": SCRATCH_RSE,
             **self.extra,
         }
-        settings["services"] = [registrar_service(self.settings), *self.extra.get("services", [])]
+        settings["services"] = [*([registrar_service(self.settings)] if self.registrar else []),
+                                *self.extra.get("services", [])]
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         kept_secret(self.dir / "cookie_secret")
         settings_file = self.dir / "hub-settings.json"

@@ -109,20 +109,21 @@ def hub_test_extra() -> dict:
 
 
 @pytest.fixture(scope="session")
-def hub(settings, iam, rucio):
-    hub = LocalHub(settings, iam=iam, rucio_url=rucio.url, extra=hub_test_extra()).start()
-    yield hub
-    hub.stop()
+def registrar(settings, rucio):
+    """The registration service (dlaas-registrar), a service of the hub reached through its proxy. Started before the
+    hub: JupyterHub waits at start for the services it knows to answer."""
+    from devstack.registrar import LocalRegistrar
+
+    service = LocalRegistrar(settings, rucio, hub_url=settings.hub_url).start()
+    yield service
+    service.stop()
 
 
 @pytest.fixture(scope="session")
-def registrar(settings, rucio, hub):
-    """The registration service (dlaas-registrar), known to the hub as a service, reached through its proxy."""
-    from devstack.registrar import LocalRegistrar
-
-    service = LocalRegistrar(settings, rucio, hub_url=hub.url).start()
-    yield service
-    service.stop()
+def hub(settings, iam, rucio, registrar):
+    hub = LocalHub(settings, iam=iam, rucio_url=rucio.url, extra=hub_test_extra(), registrar=True).start()
+    yield hub
+    hub.stop()
 
 
 @pytest.fixture(scope="session")
