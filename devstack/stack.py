@@ -21,10 +21,14 @@ class Started:
 
 
 class Stack:
-    def __init__(self, settings: Settings, *, full_seed: bool = True, with_hub: bool = True):
+    def __init__(self, settings: Settings, *, full_seed: bool = True, with_hub: bool = True,
+                 iam_options: dict | None = None, hub_options: dict | None = None):
         self.settings = settings
         self.full_seed = full_seed
         self.with_hub = with_hub
+        # Passed on to DevIAM and LocalHub (tests: short token lifetimes, refresh margins, a test service).
+        self.iam_options = iam_options or {}
+        self.hub_options = hub_options or {}
         self.started: list[Started] = []
         self.iam = self.postgres = self.rucio = self.daemons = self.hub = None
         self.cache = self.cric = self.xrootd = self.registrar = None
@@ -73,7 +77,7 @@ class Stack:
         from devstack.xrootd import CacheLayer
 
         s = self.settings
-        self.iam = DevIAM(s)
+        self.iam = DevIAM(s, **self.iam_options)
         self.iam.add_introspecting_client(*iam_client(s))  # Rucio introspects tokens without a scope claim
         if self.with_hub:
             register_hub_client(self.iam, s.hub_url)
@@ -89,9 +93,11 @@ class Stack:
         self.xrootd, self.cric = self.cache.xrootd, self.cache.cric
         self.daemons = self._add("Rucio daemons", RucioDaemons(s, self.rucio), progress)
         if self.with_hub:
-            self.hub = self._add("JupyterHub", LocalHub(s, iam=self.iam, rucio_url=self.rucio.url), progress)
-            self.registrar = self._add("registration service", LocalRegistrar(s, self.rucio, hub_url=self.hub.url),
+            # The registration service first: the hub waits up to 30 s at start for the services it knows.
+            self.registrar = self._add("registration service", LocalRegistrar(s, self.rucio, hub_url=s.hub_url),
                                        progress)
+            hub = LocalHub(s, iam=self.iam, rucio_url=self.rucio.url, registrar=True, **self.hub_options)
+            self.hub = self._add("JupyterHub", hub, progress)
 
     @property
     def root_cli_config(self):
