@@ -44,7 +44,7 @@ def main() -> int:
     latencies, errors, to_lab = [], [], []
     peak_rss = 0
     with hub_stack(args.users, "user", admin_scopes=["read:users"],
-                   hub_settings={"sqlite_wal": False, "http_client": "simple"} if args.baseline else None) as stack:
+                   **({"sqlite_wal": False, "pure_python_http": True} if args.baseline else {})) as stack:
         hub = stack.hub
         if args.returning:
             # Every user logs in once before the storm: the hub knows them, as on any morning after the first.

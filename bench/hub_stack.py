@@ -36,17 +36,35 @@ def machine() -> str:
             f"{platform.release()}, Python {platform.python_version()}")
 
 
+#: A block of the "Current results" section of docs/benchmarks.md: the latest run of exactly this command.
+CURRENT_START = "<!-- current: {command} -->\n"
+CURRENT_END = "<!-- /current -->"
+
+
 def append_results(title: str, description: str, table: str, after: str = "") -> Path:
-    """Append a benchmark's table to docs/benchmarks.md (or $DLAAS_BENCH_RESULTS) with the date, the commit, the
-    machine and the exact command that produced it (this process's own arguments)."""
+    """Record a benchmark's table in docs/benchmarks.md (or $DLAAS_BENCH_RESULTS) with the date, the commit, the
+    machine and the exact command that produced it (this process's own arguments).
+
+    Every run is appended to the history, at the end of the file. When the "Current results" section at the top has
+    a block for exactly this command (between `<!-- current: COMMAND -->` and `<!-- /current -->`), the run also
+    replaces that block, so each reference command's latest figure stays on top; runs of other commands (smaller
+    variants, baselines) go to the history only. A new reference command gets its block by hand, once."""
     results = Path(os.environ.get("DLAAS_BENCH_RESULTS") or REPO / "docs" / "benchmarks.md")
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                          text=True).stdout.strip() or "unknown"
     command = shlex.join([".venvs/main/bin/python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
-    with open(results, "a") as f:
-        f.write(f"\n### {title} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {rev})\n\n"
-                f"Machine: {machine()}. {description}\nCommand: `{command}`\n\n{table}\n"
-                + (f"\n{after}\n" if after else ""))
+    section = (f"### {title} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {rev})\n\n"
+               f"Machine: {machine()}. {description}\nCommand: `{command}`\n\n{table}\n"
+               + (f"\n{after}\n" if after else ""))
+    text = results.read_text() if results.exists() else ""
+    start = CURRENT_START.format(command=command)
+    head, found, rest = text.partition(start)
+    _, end, tail = rest.partition(CURRENT_END)
+    if found and end:
+        text = f"{head}{start}{section}\n{end}{tail}"
+    partial = results.with_name(f".{results.name}.partial")
+    partial.write_text(f"{text}\n{section}")
+    partial.replace(results)
     return results
 
 
@@ -105,8 +123,9 @@ def hub_stack(n_users: int, prefix: str, *, admin_scopes: list[str], access_toke
     iam = DevIAM(settings, users_file=state / "users.json", access_token_ttl=access_token_ttl)
     register_hub_client(iam, settings.hub_url)
     admin_token = uuid.uuid4().hex
-    extra = {"services": [{"name": "bench-admin", "api_token": admin_token}],
-             "roles": [{"name": "bench-admin", "services": ["bench-admin"], "scopes": admin_scopes}],
+    extra = {"JupyterHub": {"services": [{"name": "bench-admin", "api_token": admin_token}],
+                            "load_roles": [{"name": "bench-admin", "services": ["bench-admin"],
+                                            "scopes": admin_scopes}]},
              **(hub_settings or {})}
     hub = None
     try:

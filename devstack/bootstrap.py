@@ -2,9 +2,11 @@
 
 Run by `make up` and `make test` with the system Python (standard library only). Each step records a stamp (a hash
 of its inputs) so that a re-run with nothing changed takes well under a second. As root, missing Debian packages
-are installed with apt-get; otherwise the missing ones are named with the command that installs them.
+are installed with apt-get; otherwise the missing ones are named with the command that installs them. `--fast`
+(`make test-fast`, `make lint`) installs only the main virtual environment: no system packages, Node.js or the
+other environments, which only the services need.
 
-    python3 -m devstack.bootstrap [--test]
+    python3 -m devstack.bootstrap [--test | --fast]
 """
 
 from __future__ import annotations
@@ -191,9 +193,16 @@ def node_modules() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--test", action="store_true", help="also install what the test suite needs")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--test", action="store_true", help="also install what the test suite needs")
+    mode.add_argument("--fast", action="store_true",
+                      help="only the main virtual environment (unit tests, deployment checks, lint)")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    if args.fast:
+        main_venv()
+        log(f"main environment ready in {time.monotonic() - started:.1f}s")
+        return 0
     wanted = dict(APT_UP)
     if args.test:
         wanted.update(APT_TEST)

@@ -1,5 +1,9 @@
-"""Run JupyterHub for the local data lake: the `escape-iam` authenticator against the dev IAM, the token API,
-and a local process spawner starting JupyterLab from .venvs/singleuser.
+"""Run JupyterHub for the local data lake: the production hub glue (hub_plugins.hub_config) with the `escape-iam`
+authenticator against the dev IAM, and a local process spawner starting JupyterLab from .venvs/singleuser.
+
+LocalHub writes its own settings as traitlets configuration, keyed by class and trait name as in any JupyterHub
+configuration, into <state>/hub/hub-settings.json; devstack/jupyterhub_config.py loads it and applies
+hub_plugins.hub_config.configure over it, as the z2jh values do over theirs.
 
 Hub secrets (cookie secret, JUPYTERHUB_CRYPT_KEY, the IAM client secret) are generated into <state>/hub with
 mode 0600; the crypt key reaches the hub through its environment, as JupyterHub expects. They are the hub's own
@@ -12,11 +16,11 @@ import json
 import os
 from pathlib import Path
 
+from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port, http_ready, kept_secret
 from devstack.registrar import PREFIX as REGISTRAR_PREFIX
 from devstack.registrar import hub_service as registrar_service
-from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port, http_ready, kept_secret
-from singleuser.token_files import write_secret_file
 from devstack.settings import MAIN_PYTHON, NODE_MODULES, REPO, VENVS, Settings
+from singleuser.token_files import write_secret_file
 
 CONFIG_FILE = REPO / "devstack" / "jupyterhub_config.py"
 SINGLEUSER = VENVS / "singleuser" / "bin" / "jupyterhub-singleuser"
@@ -43,7 +47,7 @@ class LocalHub(Service):
 
     def __init__(self, settings: Settings, *, iam, rucio_url: str = "", port: int | None = None,
                  refresh_margin: int = 300, auth_refresh_age: int = 60, extra: dict | None = None,
-                 registrar: bool = False):
+                 registrar: bool = False, sqlite_wal: bool = True, pure_python_http: bool = False):
         self.settings = settings
         # Whether the registration service runs beside this hub: JupyterHub waits up to 30 s at start for every
         # service it knows, so it is announced only when it is there.
@@ -53,7 +57,13 @@ class LocalHub(Service):
         self.port = settings.hub_port if port is None else port
         self.refresh_margin = refresh_margin
         self.auth_refresh_age = auth_refresh_age
+        # Traitlets configuration (class -> trait -> value) merged over this hub's own, e.g. a test's services and
+        # roles ({"JupyterHub": {"services": [...], "load_roles": [...]}}, services added to the registrar's) or
+        # {"EscapeIAMAuthenticator": {"refresh_backoff": 2}}.
         self.extra = extra or {}
+        # Benchmarks' baseline only: SQLite's rollback journal, and tornado's pure-Python HTTP client (pycurl hidden).
+        self.sqlite_wal = sqlite_wal
+        self.pure_python_http = pure_python_http
         self.dir = settings.state_dir / "hub"
         self.process: Process | None = None
 
@@ -61,57 +71,83 @@ class LocalHub(Service):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def config(self) -> dict:
+        """This hub's traitlets configuration, keyed by class and trait name: what the local stack sets beside the
+        production glue (hub_plugins.hub_config.configure, applied over it by devstack/jupyterhub_config.py) - the
+        local process spawner, loopback addresses, secrets' files, the dev IAM client and groups, local paths."""
+        from devstack.rucio_seed import REPLICA_RSE, SCRATCH_RSE, SITE, rse_dir
+
+        client = self.iam.client(HUB_CLIENT_ID)
+        mount = rse_dir(self.settings, REPLICA_RSE)
+        homes = self.dir / "homes"
+        # Each user's server sees only its own scratch directory (the registration service relies on it).
+        scratch = str(rse_dir(self.settings, SCRATCH_RSE)) + "/{username}"
+        own = {
+            "JupyterHub": {
+                "bind_url": self.url,
+                "hub_bind_url": f"http://127.0.0.1:{free_port()}",
+                "db_url": f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
+                "cookie_secret_file": str(self.dir / "cookie_secret"),
+                "cleanup_servers": True,
+                "spawner_class": "devstack.local_spawner.ProfilesLocalProcessSpawner",
+            },
+            "ConfigurableHTTPProxy": {
+                "api_url": f"http://127.0.0.1:{free_port()}",
+                "command": [str(NODE_MODULES / ".bin" / "configurable-http-proxy")],
+            },
+            "Authenticator": {"auth_refresh_age": self.auth_refresh_age},
+            "EscapeIAMAuthenticator": {
+                "issuer": self.iam.issuer,
+                "token_profile": self.iam.profile,  # the dev IAM's: groups or wlcg.groups
+                "client_id": client["client_id"],
+                "client_secret": client["client_secret"],
+                "oauth_callback_url": f"{self.url}/hub/oauth_callback",
+                "allowed_groups": ["escape/users"],
+                # IAM admins operate the hub (role dlaas-operator), without becoming JupyterHub admins.
+                "operator_groups": ["escape/admins"],
+                "exchange_targets": {"rucio": {"audience": "rucio", "scope": "openid profile"},
+                                     "eos": {"audience": "eos", "scope": "openid profile"}},
+                "refresh_margin": self.refresh_margin,
+            },
+            "Spawner": {
+                "cmd": [str(SINGLEUSER)],
+                "args": ["--allow-root"] if os.geteuid() == 0 else [],
+                "start_timeout": 60,
+            },
+            "SimpleLocalProcessSpawner": {"home_dir_template": str(homes / "{username}")},
+            "ProfilesLocalProcessSpawner": {"profiles": PROFILES, "scratch_dir_template": scratch},
+            "DataLakeEnvironment": {
+                "token_dir": "/dev/shm/dlaas-" + self.settings.state_dir.name + "-{username}",
+                "rucio_base_url": self.rucio_url,
+                "rucio_site_name": SITE,
+                "mounted_rse": REPLICA_RSE,
+                "rucio_rse_mount_path": str(mount),
+                "rucio_path_begins_at": len(mount.parts) - 1,
+                "jupyter_config_path": str(REPO / "singleuser" / "jupyter_config"),
+                "icon_font": str(NODE_MODULES / "material-icons" / "iconfont" / "material-icons.woff2"),
+                "rucio_config_path": str(homes / "{username}" / ".rucio" / "rucio.cfg"),
+                "rucio_cache_dir": str(homes / "{username}" / ".cache" / "rucio-jupyterlab"),
+                "scratch_mount": scratch,
+                "scratch_rse": SCRATCH_RSE,
+                "registrar_url": f"{self.url}{REGISTRAR_PREFIX}",
+            },
+        }
+        config = _merged(own, self.extra)
+        config["JupyterHub"]["services"] = [*([registrar_service(self.settings)] if self.registrar else []),
+                                            *self.extra.get("JupyterHub", {}).get("services", [])]
+        return config
+
     def start(self) -> LocalHub:
         if self.port == 0:
             raise ServiceError("LocalHub needs its port before the IAM starts (the redirect URI names it)")
         ensure_port_free("127.0.0.1", self.port, "JupyterHub", "DLAAS_HUB_PORT")
-        chp = NODE_MODULES / ".bin" / "configurable-http-proxy"
-        if not chp.exists():
+        if not (NODE_MODULES / ".bin" / "configurable-http-proxy").exists():
             raise ServiceError("configurable-http-proxy is not installed: run `make up`")
-        client = self.iam.client(HUB_CLIENT_ID)
-        from devstack.rucio_seed import REPLICA_RSE, SCRATCH_RSE, SITE, rse_dir
-
-        mount = rse_dir(self.settings, REPLICA_RSE)
-        settings = {
-            "bind_url": self.url,
-            "public_url": self.url,
-            "hub_bind_url": f"http://127.0.0.1:{free_port()}",
-            "proxy_api_url": f"http://127.0.0.1:{free_port()}",
-            "proxy_command": str(chp),
-            "db_url": f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
-            "cookie_secret_file": str(self.dir / "cookie_secret"),
-            "issuer": self.iam.issuer,
-            "token_profile": self.iam.profile,
-            "client_id": client["client_id"],
-            "client_secret": client["client_secret"],
-            "refresh_margin": self.refresh_margin,
-            "auth_refresh_age": self.auth_refresh_age,
-            "home_dir_template": str(self.dir / "homes" / "{username}"),
-            "token_dir_template": "/dev/shm/dlaas-" + self.settings.state_dir.name + "-{username}",
-            "singleuser_command": str(SINGLEUSER),
-            "singleuser_args": ["--allow-root"] if os.geteuid() == 0 else [],
-            "jupyter_config_path": str(REPO / "singleuser" / "jupyter_config"),
-            "profiles": PROFILES,
-            "icon_font": str(NODE_MODULES / "material-icons" / "iconfont" / "material-icons.woff2"),
-            "rucio_config_path": str(self.dir / "homes" / "{username}" / ".rucio" / "rucio.cfg"),
-            "rucio_cache_dir": str(self.dir / "homes" / "{username}" / ".cache" / "rucio-jupyterlab"),
-            "rucio_url": self.rucio_url,
-            "site_name": SITE,
-            "destination_rse": REPLICA_RSE,
-            "rse_mount_path": str(mount),
-            "path_begins_at": len(mount.parts) - 1,
-            # Each user's server sees only its own scratch directory (the registration service relies on it).
-            "scratch_mount": str(rse_dir(self.settings, SCRATCH_RSE)) + "/{username}",
-            "registrar_url": f"{self.url}{REGISTRAR_PREFIX}",
-            "scratch_rse": SCRATCH_RSE,
-            **self.extra,
-        }
-        settings["services"] = [*([registrar_service(self.settings)] if self.registrar else []),
-                                *self.extra.get("services", [])]
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         kept_secret(self.dir / "cookie_secret")
         settings_file = self.dir / "hub-settings.json"
-        write_secret_file(settings_file, json.dumps(settings, indent=2))
+        write_secret_file(settings_file, json.dumps({"config": self.config(), "sqlite_wal": self.sqlite_wal,
+                                                     "pure_python_http": self.pure_python_http}, indent=2))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "RUCIO_", "BEARER_TOKEN"))}
         env.update(
             DLAAS_HUB_SETTINGS=str(settings_file),
@@ -131,3 +167,11 @@ class LocalHub(Service):
         ).start()
         return self
 
+
+def _merged(base: dict, over: dict) -> dict:
+    """`over` merged into a copy of `base`: dicts key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return merged

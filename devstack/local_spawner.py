@@ -12,6 +12,8 @@ import os
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import List, Unicode, default
 
+from singleuser import contract
+
 
 class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
     profiles = List(
@@ -69,9 +71,9 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
         env = super().get_env()
         profile = self._profile()
         if profile:
-            env["DLAAS_PROFILE"] = profile["slug"]
+            env[contract.PROFILE.name] = profile["slug"]
             if profile.get("jupyter_path"):
-                env["JUPYTER_PATH"] = profile["jupyter_path"]
+                env[contract.KERNEL_PATH.name] = profile["jupyter_path"]
         return env
 
     def get_args(self):

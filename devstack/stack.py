@@ -142,7 +142,8 @@ class Stack:
             "Cached PFNs, as a user's server (SITE_NAME=LOCAL) gets them: "
             "Client().list_replicas(dids, schemes=['root'], client_location=detect_client_location())",
             "",
-            "Demo users (dev IAM): alice / alice-pass (escape/users), bob / bob-pass, admin / admin-pass (escape/admins)",
+            "Demo users (dev IAM): alice / alice-pass (escape/users), bob / bob-pass, "
+            "admin / admin-pass (escape/admins: hub operator)",
             "Stop with Ctrl-C or `make down`.",
         ]
         return "\n".join(lines)

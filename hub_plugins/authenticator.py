@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import weakref
 from dataclasses import dataclass
 
 import jwt
@@ -165,13 +166,13 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         config=True,
         help="""IAM groups whose members operate the service: they get the `dlaas-operator` hub role (admin page,
         users, groups, start/stop servers), never the reading of other users' tokens. Applied by
-        hub_plugins.hub_roles.apply(c).""",
+        hub_plugins.hub_config.configure(c).""",
     )
     operator_scopes = List(
         Unicode(),
         config=True,
         help="""Scopes added to the `dlaas-operator` role on top of its defaults (opt-in: e.g. `admin:users` also
-        lets operators read everyone's IAM tokens). Applied by hub_plugins.hub_roles.apply(c).""",
+        lets operators read everyone's IAM tokens). Applied by hub_plugins.hub_config.configure(c).""",
     )
     allow_hub_admins = Bool(
         False,
@@ -257,13 +258,15 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         if getattr(app, "load_roles", None) is not None and hasattr(app, "custom_scopes"):
             problem = hub_roles.configuration_problem(app, self.operator_groups, self.operator_scopes)
             if problem:
-                raise ValueError(f"{problem}: call hub_plugins.hub_roles.apply(c) last in the hub configuration")
+                raise ValueError(f"{problem}: call hub_plugins.hub_config.configure(c) last in the hub configuration")
         sensitive = sorted(hub_roles.SENSITIVE_SCOPES.intersection(s.partition("!")[0] for s in self.operator_scopes))
         if sensitive:
             self.log.warning("operator_scopes grants %s to the dlaas-operator role: operators can reach users' "
                              "tokens", ", ".join(sensitive))
         self._targets = [Target.parse(name, spec) for name, spec in self.exchange_targets.items()]
-        self._user_locks: dict[str, asyncio.Lock] = {}
+        # Per-user state stays as small as the hub's current activity: a user's lock lives while someone holds or
+        # waits for it, a failed refresh is remembered while its back-off lasts (oldest first).
+        self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._failures: dict[str, Failure] = {}
         self._discovery_lock = asyncio.Lock()
         self._jwks = JWKS(lambda request: self.http_client.fetch(request), lambda: self.jwks_url,
@@ -276,8 +279,14 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         return [*super().get_handlers(app), (r"/api/dlaas/tokens", TokenAPIHandler)]
 
     def user_lock(self, name: str) -> asyncio.Lock:
-        """Serialises this hub's changes to one user's auth_state (refresh, spawn, logout)."""
-        return self._user_locks.setdefault(name, asyncio.Lock())
+        """Serialises this hub's changes to one user's auth_state (refresh, spawn, logout).
+
+        The lock is forgotten as soon as nobody holds or waits for it (the caller keeps it alive with `async with`).
+        """
+        lock = self._user_locks.get(name)
+        if lock is None:
+            lock = self._user_locks[name] = asyncio.Lock()
+        return lock
 
     # --- discovery -------------------------------------------------------------------------------------------
 
@@ -342,7 +351,8 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             raise web.HTTPError(503, UNUSABLE) from None
         except ExchangeError as e:
             self.log.warning("login: %s", e)
-            raise web.HTTPError(503, "ESCAPE IAM did not issue the Data Lake tokens; please try again in a minute")
+            raise web.HTTPError(503, "ESCAPE IAM did not issue the Data Lake tokens; please try again in a "
+                                     "minute") from None
         except DiscoveryError as e:
             raise _login_unavailable(self.log, e) from None
         except HTTPClientError as e:
@@ -457,7 +467,20 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         failure = self._failures.get(username)
         if failure is not None and time.monotonic() - failure.at < self.refresh_backoff:
             return failure
+        self._failures.pop(username, None)
         return None
+
+    def _record_failure(self, username: str, final: bool) -> Failure:
+        """Remember a failed refresh for its back-off, forgetting every back-off that is over."""
+        now = time.monotonic()
+        while self._failures:  # oldest first: stop at the first one still running
+            oldest, failure = next(iter(self._failures.items()))
+            if now - failure.at < self.refresh_backoff:
+                break
+            del self._failures[oldest]
+        self._failures.pop(username, None)  # to the end, in time order
+        failure = self._failures[username] = Failure(now, final)
+        return failure
 
     def _answer_after_failure(self, failure: Failure, auth_state: dict):
         """True (stay logged in) while a retryable failure leaves every exchanged token valid, else False."""
@@ -486,7 +509,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             try:
                 model = await self._refresh(user, auth_state)
             except RefreshFailed as e:
-                failure = self._failures[user.name] = Failure(time.monotonic(), e.final)
+                failure = self._record_failure(user.name, e.final)
                 if e.final:
                     self.log.warning("refresh for %s failed (%s); a new login is needed", user.name, e)
                 else:

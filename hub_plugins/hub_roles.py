@@ -12,8 +12,7 @@ Users (and through them their servers' tokens) hold `custom:dlaas-tokens` for th
 answers only the token JupyterHub gave a running server (token_api.py), so a personal token holding the scope
 still gets nothing.
 
-    from hub_plugins import hub_roles
-    hub_roles.apply(c)   # last in jupyterhub_config.py (z2jh: the last hub.extraConfig snippet)
+Applied by hub_plugins.hub_config.configure(c), last in every deployment's hub configuration.
 """
 
 from __future__ import annotations

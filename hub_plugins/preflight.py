@@ -32,6 +32,7 @@ import requests
 
 from hub_plugins.discovery import ENDPOINTS, OPTIONAL_ENDPOINTS, DiscoveryError, discovery_url, parse
 from hub_plugins.token_exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE, Target
+from singleuser import contract
 
 PROBE_TOKEN = "dlaas-preflight-probe-not-a-token"
 DEFAULT_CONFIG = "/usr/local/etc/jupyterhub/jupyterhub_config.py"
@@ -81,7 +82,7 @@ def hub_settings(config_file: str) -> HubSettings:
         issuer=pick("issuer"), client_id=pick("client_id", "OAUTH_CLIENT_ID"),
         client_secret=pick("client_secret", "OAUTH_CLIENT_SECRET"),
         targets=[Target.parse(name, spec) for name, spec in targets.items()],
-        rucio_url=env.get("rucio_base_url", ""), scratch_rse=env.get("scratch_rse", "DLAAS-SCRATCH"),
+        rucio_url=env.get("rucio_base_url", ""), scratch_rse=env.get("scratch_rse", contract.SCRATCH_RSE.default),
         rucio_ca_cert=env.get("rucio_ca_cert", ""),
     )
 

@@ -7,8 +7,7 @@ mode with synchronous=NORMAL a commit appends to the log without waiting for the
 after a crash of the hub or of the machine, and at worst the last commits before a power cut are lost (the users
 concerned log in again).
 
-    from hub_plugins.sqlite_tuning import use_wal
-    use_wal()   # in jupyterhub_config.py, before the hub opens its database
+    use_wal()   # by hub_plugins.hub_config.configure, before the hub opens its database
 
 Only for a database on a local or block-storage volume (z2jh's sqlite-pvc on a ReadWriteOnce disk): WAL needs shared
 memory between the processes using the file and must not be used on NFS. Other databases are left untouched.
@@ -41,3 +40,8 @@ def use_wal() -> None:
     if not _installed:
         event.listen(Engine, "connect", _on_connect)
         _installed = True
+
+
+def wal_enabled() -> bool:
+    """Whether use_wal() has run in this process."""
+    return _installed

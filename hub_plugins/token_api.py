@@ -104,7 +104,8 @@ class TokenAPIHandler(APIHandler):
         failure = self.authenticator.recent_failure(user.name)
         if failure is not None and not failure.final:
             wait = max(1, math.ceil(self.authenticator.refresh_backoff - (time.monotonic() - failure.at)))
-            self.set_header("Retry-After", str(wait))
-            raise web.HTTPError(503, "ESCAPE IAM did not renew your Data Lake tokens (unreachable or failing); the "
-                                     f"hub tries again in {wait} s")
+            error = web.HTTPError(503, "ESCAPE IAM did not renew your Data Lake tokens (unreachable or failing); the "
+                                       f"hub tries again in {wait} s")
+            error.headers = {"Retry-After": str(wait)}  # APIHandler.write_error sets them (the error clears ours)
+            raise error
         raise web.HTTPError(401, SESSION_ENDED)

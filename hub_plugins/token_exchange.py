@@ -128,7 +128,7 @@ async def exchange_all(fetch: Fetch, token_url: str, client_id: str, client_secr
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    return {t.name: r for t, r in zip(targets, results)}
+    return {t.name: r for t, r in zip(targets, results, strict=True)}
 
 
 def earliest_expiry(exchanged: dict[str, dict]) -> float:

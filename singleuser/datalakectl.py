@@ -3,10 +3,11 @@
     datalakectl upload /scratch/plots --rse DESY-DCACHE --dataset higgs-plots --lifetime 30d
     datalakectl status user.alice:higgs-plots --wait
 
-`upload` asks the registration service (DLAAS_REGISTRAR_URL, authorised by this server's hub API token) to register
+`upload` asks the registration service (its URL from the hub, authorised by this server's hub API token) to register
 the files in Rucio: the service finds them in YOUR scratch directory, checksums them itself and registers dataset,
 replicas and rules owned by your account - Rucio accepts scratch registrations from that service only. `status`
-reads the rules with your own Rucio token (RUCIO_CONFIG, BEARER_TOKEN_FILE), as the hub configures this server.
+reads the rules with your own Rucio token (rucio.cfg and the token file), as the hub configures this server. The
+settings come from singleuser.server_settings.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from singleuser import contract
+from singleuser.server_settings import ServerSettings
 
 DURATION = re.compile(r"(\d+)([smhdw]?)")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -61,11 +65,11 @@ def register(request: dict) -> dict:
     """POST the upload request to the registration service; its answer, or a one-line ClickException."""
     import requests
 
-    url = os.environ.get("DLAAS_REGISTRAR_URL", "")
-    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    settings = ServerSettings()
+    url, token = settings.registrar_url, settings.hub_api_token
     if not url or not token:
-        raise click.ClickException("DLAAS_REGISTRAR_URL or JUPYTERHUB_API_TOKEN is not set: run datalakectl in a "
-                                   "terminal of your DLaaS server")
+        raise click.ClickException(f"{contract.REGISTRAR_URL.name} or {contract.HUB_API_TOKEN.name} is not set: run "
+                                   "datalakectl in a terminal of your DLaaS server")
     try:
         answer = requests.post(url.rstrip("/") + "/api/uploads", json=request, timeout=(10, 3600),
                                headers={"Authorization": f"token {token}"})
@@ -84,9 +88,11 @@ def register(request: dict) -> dict:
 
 
 @click.group()
-@click.option("--scratch", envvar="DLAAS_SCRATCH_MOUNT", default="/scratch", show_default=True,
+@click.option("--scratch", default=lambda: ServerSettings().scratch_mount,
+              show_default=f"${contract.SCRATCH_MOUNT.name} or {contract.SCRATCH_MOUNT.default}",
               help="Where your scratch directory is mounted in this server.")
-@click.option("--scratch-rse", envvar="DLAAS_SCRATCH_RSE", default="DLAAS-SCRATCH", show_default=True,
+@click.option("--scratch-rse", default=lambda: ServerSettings().scratch_rse,
+              show_default=f"${contract.SCRATCH_RSE.name} or {contract.SCRATCH_RSE.default}",
               help="The RSE backing the scratch area.")
 @click.pass_context
 def cli(ctx, scratch, scratch_rse):

@@ -2,8 +2,8 @@
 
 rucio-jupyterlab loads its icon font (Material Icons) with an @import from a public font service; on a closed
 network the import fails and every icon shows as its name ("folder_open"). This writes JupyterLab's custom.css
-with the same font embedded (from a local file: DLAAS_ICON_FONT) and the `.material-icons` rules the import would
-have brought. A custom.css written by the user (without our marker) is left alone.
+with the same font embedded (from a local file the hub names: ServerSettings.icon_font) and the `.material-icons`
+rules the import would have brought. A custom.css written by the user (without our marker) is left alone.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+
+from singleuser import contract
 
 MARKER = "/* dlaas: offline Material Icons (managed file; remove this line to keep your own) */"
 
@@ -38,11 +40,13 @@ def custom_css(font: bytes) -> str:
             f"  font-display: block;\n  src: url(data:font/woff2;base64,{data}) format('woff2');\n}}\n{RULES}")
 
 
-def install(config_dir: Path, font_path: Path | None = None) -> str:
-    """Write <config_dir>/custom/custom.css; returns what happened (for the log)."""
-    font_path = font_path or Path(os.environ.get("DLAAS_ICON_FONT", ""))
-    if not font_path or not font_path.is_file():
-        return f"icon font not found ({font_path or 'DLAAS_ICON_FONT unset'}): Rucio icons show as names"
+def install(config_dir: Path, font_path: str | Path) -> str:
+    """Write <config_dir>/custom/custom.css with the font at `font_path` (ServerSettings.icon_font); returns what
+    happened (for the log)."""
+    if not font_path or not Path(font_path).is_file():
+        unset = f"{contract.ICON_FONT.name} unset"
+        return f"icon font not found ({font_path or unset}): Rucio icons show as names"
+    font_path = Path(font_path)
     target = config_dir / "custom" / "custom.css"
     if target.exists() and not target.read_text(errors="replace").startswith(MARKER):
         return f"{target} is the user's own: icons left to it"

@@ -3,9 +3,9 @@
 The agent asks the hub's token API (authorised by this server's own API token) for the user's exchanged access
 tokens and writes them atomically, mode 0600, into a memory-backed directory:
 
-- the Rucio token (no trailing newline), read by rucio-jupyterlab and by rucio-clients through BEARER_TOKEN_FILE;
-- the EOS token file named by OAUTH2_TOKEN, `oauth2:<token>:<host>/<path of IAM's userinfo endpoint>` (no scheme:
-  EOS adds `https://` itself and splits the line on ':').
+- the Rucio token (no trailing newline), read by rucio-jupyterlab and by rucio-clients (the bearer token file);
+- the EOS token file (singleuser.contract names both), `oauth2:<token>:<host>/<path of IAM's userinfo endpoint>`
+  (no scheme: EOS adds `https://` itself and splits the line on ':').
 
 It rewrites them when half of the shortest remaining lifetime has passed (the Rucio extension caches a token until
 its `exp` with no margin, so the file must hold a new token well before) and never logs a token. When the hub is
@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Dict, Float, Unicode, default
+from traitlets import Dict, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from singleuser import contract
 from singleuser.private_dirs import UnsafePathError
+from singleuser.server_settings import ServerSettings
 from singleuser.token_files import eos_token_line, remove_private_file, write_private_file
 
 #: What the one-line refusal of an unsafe token directory tells the user to do instead.
-DIR_HINT = "set DLAAS_TOKEN_DIR to another path"
+DIR_HINT = f"set {contract.TOKEN_DIR.name} to another path"
 #: A token with less than this left (seconds) counts as expired: its file goes.
 EXPIRY_MARGIN = 1.0
 
@@ -47,31 +48,35 @@ class TokenAPIError(Exception):
 
 
 class TokenAgent(LoggingConfigurable):
-    api_url = Unicode(
-        help="""URL of the hub's token API. Set by the spawner in DLAAS_TOKEN_API_URL."""
-    ).tag(config=True)
+    settings = Instance(ServerSettings, help="What the hub told this server (its environment).")
+
+    @default("settings")
+    def _settings_default(self):
+        return ServerSettings(parent=self)
+
+    api_url = Unicode(help="URL of the hub's token API (ServerSettings.token_api_url).").tag(config=True)
 
     @default("api_url")
     def _api_url_default(self):
-        return os.environ.get("DLAAS_TOKEN_API_URL", "")
+        return self.settings.token_api_url
 
     api_token = Unicode(
-        help="""This server's own hub API token (JUPYTERHUB_API_TOKEN), which authorises the token API call.
+        help="""This server's own hub API token, which authorises the token API call (ServerSettings.hub_api_token).
         It is the server's credential towards the hub, not a Data Lake token."""
     )
 
     @default("api_token")
     def _api_token_default(self):
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        return self.settings.hub_api_token
 
     token_dir = Unicode(
-        help="""Memory-backed directory for the token files (DLAAS_TOKEN_DIR); created 0700 if missing, refused if it
-        exists and is not a directory of this user's alone (singleuser.private_dirs)."""
+        help="""Memory-backed directory for the token files (ServerSettings.token_dir); created 0700 if missing,
+        refused if it exists and is not a directory of this user's alone (singleuser.private_dirs)."""
     ).tag(config=True)
 
     @default("token_dir")
     def _token_dir_default(self):
-        return os.environ.get("DLAAS_TOKEN_DIR", "")
+        return self.settings.token_dir
 
     files = Dict(
         help="""Token API target name -> file. Relative paths are inside token_dir. Targets in eos_targets are
@@ -80,10 +85,8 @@ class TokenAgent(LoggingConfigurable):
 
     @default("files")
     def _files_default(self):
-        files = {"rucio": os.environ.get("BEARER_TOKEN_FILE") or "rucio_token"}
-        eos = os.environ.get("OAUTH2_TOKEN", "")
-        files["eos"] = eos.removeprefix("FILE:") if eos else "eos_token"
-        return files
+        return {"rucio": self.settings.rucio_token_file or "rucio_token",
+                "eos": self.settings.eos_token_file or "eos_token"}
 
     eos_targets = Dict(
         default_value={"eos": True},
@@ -123,8 +126,8 @@ class TokenAgent(LoggingConfigurable):
         return path if path.is_absolute() else Path(self.token_dir) / path
 
     def check_config(self) -> None:
-        missing = [name for name, value in (("DLAAS_TOKEN_API_URL", self.api_url), ("DLAAS_TOKEN_DIR",
-                   self.token_dir), ("JUPYTERHUB_API_TOKEN", self.api_token)) if not value]
+        missing = [var.name for var, value in ((contract.TOKEN_API_URL, self.api_url), (contract.TOKEN_DIR,
+                   self.token_dir), (contract.HUB_API_TOKEN, self.api_token)) if not value]
         if missing:
             raise TokenAPIError(
                 f"token agent disabled: {', '.join(missing)} not set; the hub's spawner sets them "
@@ -155,14 +158,14 @@ class TokenAgent(LoggingConfigurable):
                     detail=f"{e.code}: {detail}" if detail else str(e.code),
                 ) from None
             raise TokenAPIError(f"token API answered {e.code} {detail}".strip()) from None
-        except (OSError, asyncio.TimeoutError) as e:
+        except (OSError, TimeoutError) as e:
             raise TokenAPIError(f"token API unreachable at {self.api_url}: {e}") from None
         try:
             body = json.loads(response.body)
             tokens = body["tokens"]
             if not isinstance(tokens, dict) or not tokens:
                 raise ValueError
-            for target, info in tokens.items():
+            for info in tokens.values():
                 if not isinstance(info.get("access_token"), str) or not info["access_token"]:
                     raise ValueError
                 float(info["expires_at"])

@@ -130,7 +130,8 @@ def eos_resource(userinfo_endpoint: str) -> str:
 
 
 def eos_token_line(access_token: str, userinfo_endpoint: str) -> str:
-    """The content EOS FUSEx expects in the file named by OAUTH2_TOKEN: `oauth2:<token>:<host>/<userinfo path>`."""
+    """The content EOS FUSEx expects in its token file (FILE: in its token variable): `oauth2:<token>:<host>/<userinfo
+    path>`."""
     if not access_token or re.search(r"[:\s]", access_token):
         raise ValueError("an access token for EOS must be non-empty, without ':' or whitespace")
     return f"oauth2:{access_token}:{eos_resource(userinfo_endpoint)}"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from devstack.account_sync import register_sync_client
 from devstack.hub import LocalHub, register_hub_client
 from devstack.iam import DevIAM
 from devstack.iam_login import code_flow_tokens, exchange
@@ -26,6 +27,7 @@ from devstack.rucio_server import RucioServer, iam_client
 from devstack.settings import Settings
 
 TEST_REDIRECT = "http://127.0.0.1:9/callback"  # never fetched: the scripted login stops before it
+TEST_SCIM_ADMIN = "dlaas-test-scim-admin"  # changes users and group members through SCIM, as IAM administrators do
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +56,8 @@ def iam(settings):
     iam.add_client("dlaas-test", [TEST_REDIRECT], token_exchange=True)
     iam.add_client("dlaas-public", [TEST_REDIRECT], public=True)
     iam.add_introspecting_client(*iam_client(settings))  # Rucio introspects tokens without a scope claim
+    register_sync_client(iam)  # the account sync reads IAM's SCIM API (tests/integration/test_account_sync.py)
+    iam.add_client(TEST_SCIM_ADMIN, client_credentials=True, scopes=["scim:read", "scim:write"])
     iam.start()
     yield iam
     iam.stop()
@@ -101,11 +105,11 @@ def hub_test_extra() -> dict:
     """A test-only hub service that starts and stops servers (and reads their pid from the server state) and makes
     tokens for tests. It cannot read auth_state: tests read that from the hub's database (tests.hub_state). Users
     and IAM operators have the production roles (hub_plugins.hub_roles)."""
-    return {
+    return {"JupyterHub": {
         "services": [{"name": "test-admin", "api_token": TEST_ADMIN_TOKEN}],
-        "roles": [{"name": "test-admin", "services": ["test-admin"],
-                   "scopes": ["admin:servers", "admin:server_state", "list:users", "read:users", "tokens"]}],
-    }
+        "load_roles": [{"name": "test-admin", "services": ["test-admin"],
+                        "scopes": ["admin:servers", "admin:server_state", "list:users", "read:users", "tokens"]}],
+    }}
 
 
 @pytest.fixture(scope="session")

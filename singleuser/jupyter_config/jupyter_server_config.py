@@ -1,23 +1,24 @@
-# Jupyter server configuration of a DLaaS user's server, found through JUPYTER_CONFIG_PATH (locally) or installed
-# into /etc/jupyter (images). It turns the hub's RUCIO_* variables into the Rucio extension's configuration and
-# starts the token agent. Nothing here holds a token.
+# Jupyter server configuration of a DLaaS user's server, found on the config path the local hub gives or installed
+# into /etc/jupyter (images). It turns the hub's Rucio settings (singleuser.server_settings) into the Rucio
+# extension's configuration and starts the token agent. Nothing here holds a token.
 import logging
-import os
 
 from singleuser.private_dirs import UnsafePathError
-from singleuser.rucio_config import ConfigError, instance_from_env, prepare_cache_dir
+from singleuser.rucio_config import ConfigError, prepare_cache_dir, rucio_instance
+from singleuser.server_settings import ServerSettings
 
 c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
+_settings = ServerSettings(config=c)
 
 c.ServerApp.jpserver_extensions = {"singleuser.server_extension": True, "rucio_jupyterlab": True}
 try:  # before the Rucio extension is imported: it would take whatever directory it finds there
-    prepare_cache_dir(os.environ)
+    prepare_cache_dir(_settings)
 except UnsafePathError as e:
     logging.getLogger("dlaas").error("Rucio extension not loaded: %s", e)
     c.ServerApp.jpserver_extensions["rucio_jupyterlab.server"] = False
 c.LabApp.custom_css = True  # carries the offline icon font of the Rucio extension (singleuser.icon_font)
 try:
-    _instance = instance_from_env(os.environ)
+    _instance = rucio_instance(_settings)
 except ConfigError as e:
     logging.getLogger("dlaas").error("%s; the Rucio sidebar stays empty until the hub sets them", e)
 else:

@@ -3,7 +3,6 @@ run helm, kustomize and the strict manifest validator on the repository's charts
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 
 from devstack.deploy_tools import ensure
 from devstack.settings import MAIN_PYTHON, REPO
+from tests.deploy.z2jh_hub import deep_merge  # noqa: F401 - Helm/Flux values merge, used by the tests
 
 HERE = Path(__file__).resolve().parent
 CHARTS = REPO / "charts"
@@ -98,16 +98,6 @@ def render(deploy, values: dict, tmp_path: Path, chart: Path = CHARTS / "dlaas")
     return docs(out.stdout)
 
 
-def deep_merge(base, override):
-    """Helm/Flux values merge: maps merge key by key, anything else (lists included) is replaced."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for k, v in override.items():
-            merged[k] = deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
-        return merged
-    return copy.deepcopy(override)
-
-
 def release_values(built: list[dict], release: str, flux_root: Path = FLUX) -> dict:
     """The values Flux hands to a HelmRelease of a kustomize-built overlay: its valuesFrom ConfigMaps in order,
     then spec.values on top."""
@@ -118,6 +108,45 @@ def release_values(built: list[dict], release: str, flux_root: Path = FLUX) -> d
         cm = by_name[(ref["kind"], ref["name"])]
         values = deep_merge(values, yaml.safe_load(cm["data"][ref.get("valuesKey", "values.yaml")]) or {})
     return deep_merge(values, hr["spec"].get("values") or {})
+
+
+def chart_version(built: list[dict], release: str) -> str:
+    """The chart version a HelmRelease of a kustomize-built overlay asks Flux for."""
+    hr = next(d for d in built if d["kind"] == "HelmRelease" and d["metadata"]["name"] == release)
+    return hr["spec"]["chart"]["spec"]["version"]
+
+
+def user_pods_report(values: dict, tmp_path: Path, *, users=("alice",), user_options: dict | None = None,
+                     chart: str = "") -> tuple[int, dict, str]:
+    """The user pods the real KubeSpawner makes of `values`, per user and profile (tests/deploy/user_pods.py)."""
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values))
+    argv = [str(MAIN_PYTHON), str(HERE / "user_pods.py"), str(path), "--chart-version", chart]
+    for user in users:
+        argv += ["--user", user]
+    if user_options is not None:
+        argv += ["--user-options", json.dumps(user_options)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=REPO, env={"PATH": "/usr/bin:/bin"})
+    try:
+        report = json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"rendering the user pods crashed: {r.stderr[-3000:]}") from None
+    return r.returncode, report, r.stderr
+
+
+@pytest.fixture(scope="session")
+def user_pods(overlays, tmp_path_factory) -> dict[str, tuple[dict, dict, dict]]:
+    """Per cluster: (z2jh values, dlaas values, the user_pods.py report for alice and john.doe - a name KubeSpawner
+    escapes in its {username}), rendered once for the session."""
+    rendered = {}
+    for env in ENVS:
+        built = overlays[env]
+        values = release_values(built, "jupyterhub")
+        code, report, stderr = user_pods_report(values, tmp_path_factory.mktemp(f"user-pods-{env}"),
+                                                users=("alice", "john.doe"), chart=chart_version(built, "jupyterhub"))
+        assert code == 0, report["errors"] or stderr
+        rendered[env] = (values, release_values(built, "dlaas"), report)
+    return rendered
 
 
 def hub_config_report(values: dict, tmp_path: Path) -> tuple[int, dict, str]:

@@ -1,20 +1,19 @@
 """Load the hub configuration of a z2jh values file into a real JupyterHub, as the z2jh hub pod would.
 
-    .venvs/main/bin/python tests/deploy/hub_config_check.py VALUES.json
+    .venvs/main/bin/python tests/deploy/hub_config_check.py VALUES.json [--namespace dlaas] [--chart-version X]
 
-Writes a jupyterhub_config.py that applies the values the way z2jh's hub does for the parts DLaaS uses
-(hub.config sections, hub.services with a generated api_token, hub.loadRoles, then hub.extraConfig snippets in key
-order), loads it with JupyterHub.load_config_file, resolves JupyterHub.authenticator_class through its entry point
-and instantiates the authenticator (its own startup checks run: crypt key, auth_state, exchange targets). No server
-is started and nothing is contacted. Needs JUPYTERHUB_CRYPT_KEY and OAUTH_CLIENT_SECRET in the environment (z2jh's
-hub.extraEnv provides them from the Secret). Prints a JSON report; exit 1 when anything is wrong.
-
-KubeSpawner is not installed here: the names under hub.config.KubeSpawner are checked against the KubeSpawner 7
-traits listed in z2jh_keys.KUBESPAWNER_TRAITS instead of the class.
+Writes a jupyterhub_config.py that applies the values the way z2jh's hub does (tests/deploy/z2jh_hub.py: the
+singleuser mapping, hub.services, hub.loadRoles, hub.config, then hub.extraConfig in key order), loads it with
+JupyterHub.load_config_file, resolves JupyterHub.authenticator_class through its entry point and instantiates the
+authenticator (its own startup checks run: crypt key, auth_state, exchange targets). Every hub.config section must
+name a class the hub loads (KubeSpawner included) and every key a configurable trait of it. No server is started and
+nothing is contacted. Needs JUPYTERHUB_CRYPT_KEY and OAUTH_CLIENT_SECRET in the environment (z2jh's hub.extraEnv
+provides them from the Secret). Prints a JSON report; exit 1 when anything is wrong.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -22,27 +21,9 @@ from pathlib import Path
 
 CONFIG_TEMPLATE = '''\
 import json
+from z2jh_hub import apply_values  # next to this script
 c = get_config()  # noqa: F821
-values = json.loads({values!r})
-hub = values.get("hub", {{}})
-for section, traits in (hub.get("config") or {{}}).items():
-    for name, value in traits.items():
-        setattr(c[section], name, value)
-services = []
-for name, service in (hub.get("services") or {{}}).items():
-    service = dict(service, name=service.get("name", name))
-    service.pop("apiToken", None)
-    service["api_token"] = "generated-by-z2jh-" + name
-    services.append(service)
-if services:
-    c.JupyterHub.services = services
-roles = []
-for name, role in (hub.get("loadRoles") or {{}}).items():
-    roles.append({{"name": name, **role}})
-if roles:
-    c.JupyterHub.load_roles = roles
-for key in sorted(hub.get("extraConfig") or {{}}):
-    exec(compile(hub["extraConfig"][key], "hub.extraConfig." + key, "exec"), {{"c": c, "get_config": lambda: c}})
+apply_values(c, json.loads({values!r}), namespace={namespace!r}, chart_version={chart_version!r})
 '''
 
 
@@ -62,27 +43,27 @@ class FakeSpawner:
     hub = FakeHub()
 
 
-def check(values: dict) -> dict:
+def check(values: dict, namespace: str = "dlaas", chart_version: str = "") -> dict:
     from jupyterhub.app import JupyterHub
     from jupyterhub.auth import Authenticator
     from jupyterhub.spawner import Spawner
+    from kubespawner import KubeSpawner
     from traitlets.config import Configurable
 
     from hub_plugins.spawner_env import DataLakeEnvironment
 
-    from z2jh_keys import KUBESPAWNER_TRAITS  # next to this script (its directory is on sys.path)
-
     report: dict = {"errors": []}
     with tempfile.TemporaryDirectory(prefix="dlaas-hubcfg-") as tmp:
         path = Path(tmp) / "jupyterhub_config.py"
-        path.write_text(CONFIG_TEMPLATE.format(values=json.dumps(values)))
+        path.write_text(CONFIG_TEMPLATE.format(values=json.dumps(values), namespace=namespace,
+                                               chart_version=chart_version))
         app = JupyterHub()
         app.load_config_file(str(path))
 
     auth_cls = app.authenticator_class
     report["authenticator_class"] = f"{auth_cls.__module__}.{auth_cls.__qualname__}"
     known: dict[str, type[Configurable]] = {
-        "JupyterHub": JupyterHub, "Authenticator": Authenticator, "Spawner": Spawner,
+        "JupyterHub": JupyterHub, "Authenticator": Authenticator, "Spawner": Spawner, "KubeSpawner": KubeSpawner,
         "DataLakeEnvironment": DataLakeEnvironment, auth_cls.__name__: auth_cls,
     }
     from jupyterhub.services.service import Service
@@ -92,11 +73,6 @@ def check(values: dict) -> dict:
             if not Service.class_traits().get(key):  # what JupyterHub's init_services refuses
                 report["errors"].append(f"hub.services.{name}.{key}: not a field of a JupyterHub service")
     for section, traits in (values.get("hub", {}).get("config") or {}).items():
-        if section == "KubeSpawner":
-            for name in sorted(set(traits) - KUBESPAWNER_TRAITS):
-                report["errors"].append(f"hub.config.KubeSpawner.{name}: not a KubeSpawner trait DLaaS knows "
-                                        "(tests/deploy/z2jh_keys.py KUBESPAWNER_TRAITS)")
-            continue
         cls = known.get(section)
         if cls is None:
             report["errors"].append(f"hub.config.{section}: no class of that name is loaded by the hub")
@@ -133,7 +109,7 @@ def check(values: dict) -> dict:
     report["token_expires_in_max_seconds"] = app.config.JupyterHub.get("token_expires_in_max_seconds")
     spawner_cfg = app.config.Spawner
     report["server_token_scopes"] = list(spawner_cfg.get("server_token_scopes", []))
-    hook = app.config.KubeSpawner.get("pre_spawn_hook")
+    hook = app.config.KubeSpawner.get("pre_spawn_hook") or app.config.Spawner.get("pre_spawn_hook")
     report["pre_spawn_hook"] = f"{hook.__module__}.{hook.__name__}" if callable(hook) else repr(hook)
     env = DataLakeEnvironment(config=app.config).environment(FakeSpawner())
     report["user_environment"] = env
@@ -141,8 +117,12 @@ def check(values: dict) -> dict:
 
 
 def main() -> int:
-    values = json.loads(Path(sys.argv[1]).read_text())
-    report = check(values)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("values", type=Path)
+    parser.add_argument("--namespace", default="dlaas")
+    parser.add_argument("--chart-version", default="")
+    args = parser.parse_args()
+    report = check(json.loads(args.values.read_text()), args.namespace, args.chart_version)
     print(json.dumps(report, default=str))
     return 1 if report["errors"] else 0
 

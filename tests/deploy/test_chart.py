@@ -195,7 +195,7 @@ def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered,
     # The wrapper's own start check: the configuration loads the path rules and the checked list it writes.
     cfg = tmp_path / "xcache.cfg"
     cfg.write_text(config)
-    args = dict(zip(container["command"][1:9:2], container["command"][2:9:2]))
+    args = dict(zip(container["command"][1:9:2], container["command"][2:9:2], strict=True))
     assert serve.config_problem(cfg, Path(args["--authdb"]), Path(args["--permit-file"])) is None
     cfg.write_text(config.replace("continue /var/run/xrootd/origins.cfg", "continue /etc/xcache/origins/"))
     assert "lacks `continue /var/run/xrootd/origins.cfg`" in serve.config_problem(

@@ -1,6 +1,7 @@
 """Namespaces separate trust, and Pod Security holds in them: the hub/user namespace and the cache namespace enforce
 "restricted" and every pod that goes there - ours rendered by the real helm with each cluster's values, z2jh's
-assembled from its values (tests/deploy/z2jh_pods.py) - satisfies it; the privileged namespace holds the EOS FUSEx
+assembled from its values (tests/deploy/z2jh_pods.py), user pods rendered by the real KubeSpawner
+(tests/deploy/test_user_pods.py) - satisfies it; the privileged namespace holds the EOS FUSEx
 DaemonSet and its keytab and nothing else; user pods reach the EOS mounts through claims, never host paths."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 
 from tests.deploy.conftest import CHARTS, ENVS, deep_merge, release_values, render
 from tests.deploy.pod_security import pod_templates, restricted_violations
-from tests.deploy.z2jh_pods import core_pods, user_pod
+from tests.deploy.z2jh_pods import core_pods
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 EXPECTED_LEVELS = {"dlaas": "restricted", "dlaas-eos": "privileged", "dlaas-cache": "restricted"}
@@ -70,28 +71,6 @@ def test_zero_to_jupyterhub_pods_in_the_hub_namespace_are_restricted(cluster, na
     assert set(pods) == {"hub", "proxy", "user-scheduler", "user-placeholder", "continuous-image-puller"}
     for name, spec in pods.items():
         assert restricted_violations(spec) == [], name
-    user = user_pod(values)
-    assert restricted_violations(user) == []
-    assert user["initContainers"] == []  # no block-cloud-metadata container
-    notebook = user["containers"][0]["securityContext"]
-    assert notebook["runAsUser"] == 1000 and notebook["capabilities"]["drop"] == ["ALL"]
-    assert user["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-
-
-@pytest.mark.parametrize("drop, expected", [
-    (("singleuser", "cloudMetadata"), ["container block-cloud-metadata: privileged",
-                                       "container block-cloud-metadata: allowPrivilegeEscalation is not false"]),
-    (("hub", "config", "KubeSpawner", "container_security_context"),
-     ["container notebook: capabilities do not drop ALL"]),
-], ids=["z2jh-default-iptables-init-container", "no-container-context"])
-def test_a_user_pod_without_our_settings_would_be_refused(overlays, drop, expected):
-    values = copy.deepcopy(release_values(overlays["production"], "jupyterhub"))
-    node = values
-    for key in drop[:-1]:
-        node = node[key]
-    del node[drop[-1]]
-    found = restricted_violations(user_pod(values))
-    assert all(e in found for e in expected), found
 
 
 def test_only_the_eos_fusex_daemonset_and_its_keytab_live_in_the_privileged_namespace(cluster):
@@ -202,14 +181,15 @@ def selects(peer: dict, namespace: str, labels: dict) -> bool:
     return ns_ok and all(labels.get(k) == v for k, v in pods.items())
 
 
-def test_user_pods_may_reach_the_cache_and_the_registrar_and_those_admit_them(cluster):
-    """Both sides of each connection: the user pods' egress (z2jh values) and the target's ingress (chart)."""
-    _, values, _, rendered, _ = cluster
-    user_labels = {"component": "singleuser-server", "app": "jupyterhub"}
+def test_user_pods_may_reach_the_cache_and_the_registrar_and_those_admit_them(cluster, user_pods):
+    """Both sides of each connection: the user pods' egress (z2jh values) and the target's ingress (chart), for the
+    labels KubeSpawner gives a user pod."""
+    env, values, _, rendered, _ = cluster
+    user_labels = user_pods[env][2]["pods"]["alice"]["base"]["metadata"]["labels"]
     egress = values["singleuser"]["networkPolicy"]["egress"]
     targets = {"Deployment/dlaas-xcache": 1094, "Deployment/dlaas-registrar": 8090}
     policies = {o["metadata"]["name"]: o for o in rendered if o["kind"] == "NetworkPolicy"}
-    for namespace, name, spec in pod_templates(rendered):
+    for namespace, name, _spec in pod_templates(rendered):
         if name not in targets:
             continue
         workload = next(o for o in rendered if f"{o['kind']}/{o['metadata']['name']}" == name)

@@ -57,10 +57,9 @@ def test_the_hub_config_loads_in_a_real_jupyterhub(env_values, tmp_path):
     assert values["hub"]["config"]["EscapeIAMAuthenticator"]["oauth_callback_url"] == f"https://{host}/hub/oauth_callback"
     assert set(auth["exchange_targets"]) == {"rucio", "eos"}
     assert "/api/dlaas/tokens" in auth["handlers"]
-    # Roles come from hub_plugins.hub_roles, applied last; nothing hand-written in the values.
+    # The shared glue (roles included) comes from hub_plugins.hub_config, applied last; nothing hand-written here.
     assert "loadRoles" not in values["hub"]
-    assert list(values["hub"]["extraConfig"])[-1] == "99-hub-roles.py"
-    assert "hub_roles.apply(c)" in values["hub"]["extraConfig"]["99-hub-roles.py"]
+    assert "configure(c)" in values["hub"]["extraConfig"][sorted(values["hub"]["extraConfig"])[-1]]
     assert report["custom_scopes"] == ["custom:dlaas-tokens"]
     assert "access:services!service=dlaas-registrar" in report["server_token_scopes"]
     user_role = next(r for r in report["load_roles"] if r["name"] == "user")
@@ -110,8 +109,7 @@ def test_a_broken_hub_config_fails_to_load(tmp_path):
     assert code == 1
     assert report["errors"] == [
         "hub.services.dlaas-registrar.urll: not a field of a JupyterHub service",
-        "hub.config.KubeSpawner.container_securty_context: not a KubeSpawner trait DLaaS knows "
-        "(tests/deploy/z2jh_keys.py KUBESPAWNER_TRAITS)"]
+        "hub.config.KubeSpawner.container_securty_context: not a configurable trait of KubeSpawner"]
     bad = deep_merge(values, {"hub": {"config": {"EscapeIAMAuthenticator": {
         "exchange_targets": {"rucio": {"audiance": "rucio"}}}}}})
     code, report, _ = hub_config_report(bad, tmp_path)

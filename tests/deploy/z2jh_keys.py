@@ -1,4 +1,4 @@
-"""The Zero to JupyterHub values keys DLaaS may use, for the chart range pinned in flux/apps/base/jupyterhub.
+"""The Zero to JupyterHub values keys DLaaS may use, for the chart version pinned in flux/apps/base/jupyterhub.
 
 The z2jh chart (and its values schema) is not in any registry this project can reach, so its schema cannot be run
 offline. Instead this is a hand-kept tree of z2jh 4.x keys (from its configuration reference) for the parts of the
@@ -10,10 +10,6 @@ free-form for z2jh (traitlets config, Kubernetes objects, annotations). When you
 from __future__ import annotations
 
 FREE = object()
-
-#: KubeSpawner 7 (the z2jh 4.3 hub image's) traits DLaaS sets through hub.config.KubeSpawner; kubespawner is not
-#: installed here, so tests/deploy/hub_config_check.py checks the names against this set.
-KUBESPAWNER_TRAITS = frozenset({"pod_security_context", "container_security_context"})
 
 _IMAGE = {"name": None, "tag": None, "pullPolicy": None, "pullSecrets": FREE}
 _NETPOL = {

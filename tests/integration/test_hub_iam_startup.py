@@ -36,7 +36,7 @@ def hub_without_iam():
         iam.stop()
         hub = LocalHub(settings, iam=iam, extra=hub_test_extra()).start()
         admin = requests.Session()
-        admin.headers["Authorization"] = f"token {hub_test_extra()['services'][0]['api_token']}"
+        admin.headers["Authorization"] = f"token {hub_test_extra()['JupyterHub']['services'][0]['api_token']}"
         admin.api = f"{hub.url}/hub/api"
         yield iam, hub, admin
     finally:

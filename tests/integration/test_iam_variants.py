@@ -85,7 +85,8 @@ def lake(request):
                         hub_port=free_port(), xrootd_port=free_port(), xcache_port=free_port(),
                         registrar_port=free_port(), **VARIANTS[request.param])
     stack = Stack(settings, full_seed=False, iam_options={"access_token_ttl": LIFETIME},
-                  hub_options={"refresh_margin": MARGIN, "extra": {**hub_test_extra(), "refresh_backoff": 2}})
+                  hub_options={"refresh_margin": MARGIN,
+                               "extra": {**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}}})
     try:
         stack.start()  # a service that fails to start stops the ones already started
         admin = api(stack.hub, TEST_ADMIN_TOKEN)

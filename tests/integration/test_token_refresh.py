@@ -49,9 +49,9 @@ def short_stack():
         rucio = RucioServer(settings, postgres.url, iam_issuer=iam.issuer, port=0).start()
         seed(settings, rucio, full=False)
         hub = LocalHub(settings, iam=iam, rucio_url=rucio.url, refresh_margin=MARGIN, auth_refresh_age=1,
-                       extra={**hub_test_extra(), "refresh_backoff": 2}).start()
+                       extra={**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}}).start()
         admin = requests.Session()
-        admin.headers["Authorization"] = f"token {hub_test_extra()['services'][0]['api_token']}"
+        admin.headers["Authorization"] = f"token {hub_test_extra()['JupyterHub']['services'][0]['api_token']}"
         admin.api = f"{hub.url}/hub/api"
         yield iam, hub, admin, settings
     finally:
@@ -211,7 +211,8 @@ def rotating_stack():
         proxy = TokenEndpointProxy(f"{iam.url}/token")
         # Refresh once a token has less than 115 s left, i.e. 5 s after it was issued: plenty of validity left.
         hub = LocalHub(settings, iam=iam, refresh_margin=115, auth_refresh_age=1,
-                       extra={**hub_test_extra(), "token_url": proxy.url, "refresh_backoff": 3}).start()
+                       extra={**hub_test_extra(),
+                              "EscapeIAMAuthenticator": {"token_url": proxy.url, "refresh_backoff": 3}}).start()
         yield iam, hub, proxy
     finally:
         if hub:

@@ -42,7 +42,8 @@ class FakeIdP:
     """ESCAPE IAM at the HTTP layer. `users`: username -> sub; `groups`: username -> IAM groups.
 
     Knobs: `rotate` (a refresh answers a new refresh token and forgets the old one), `fail[path or grant]` (a list
-    of status codes to answer next), `claims` (overrides of exchanged tokens' claims), `sign_with` (kid or key).
+    of status codes to answer next, or exceptions to raise, as for a connection refused), `claims` (overrides of
+    exchanged tokens' claims), `sign_with` (kid or key).
     """
 
     def __init__(self, users=None, groups=None):
@@ -83,6 +84,8 @@ class FakeIdP:
         for key in (step, url.path):
             if self.fail.get(key):
                 code = self.fail[key].pop(0)
+                if isinstance(code, BaseException):  # e.g. ConnectionRefusedError(): what a client raises
+                    raise code
                 raise HTTPClientError(code, response=HTTPResponse(request, code, buffer=io.BytesIO(b"{}")))
         return HTTPResponse(request, 200, buffer=io.BytesIO(json.dumps(self.answer(url.path, form, request)).encode()))
 

@@ -11,7 +11,7 @@ from jupyterhub.crypto import CryptKeeper
 from tornado import web
 from traitlets import TraitError
 
-from hub_plugins.authenticator import OTHER_IDENTITY, UNUSABLE, EscapeIAMAuthenticator, Failure
+from hub_plugins.authenticator import OTHER_IDENTITY, UNREACHABLE, UNUSABLE, EscapeIAMAuthenticator, Failure
 
 from .conftest import ISSUER, TOKEN_EXCHANGE, FakeHandler, FakeIdP, FakeUser, new_key, run
 
@@ -170,6 +170,48 @@ def test_an_unknown_signing_key_refetches_the_keys_once(crypt_key, idp):
     with pytest.raises(web.HTTPError):
         run(login(auth))
     assert idp.count("/jwk") == 3
+
+
+DISCOVERY = "/.well-known/openid-configuration"
+MISCONFIGURED = "The hub's ESCAPE IAM settings are wrong; please tell the service operators"
+CODE_REFUSED = "ESCAPE IAM did not accept this login"
+NO_DATA_LAKE_TOKENS = "ESCAPE IAM did not issue the Data Lake tokens; please try again in a minute"
+
+
+@pytest.mark.parametrize("fail, status, page", [
+    # The IdP down or failing: a "try again" page, whichever request met it.
+    ({DISCOVERY: [ConnectionRefusedError()]}, 503, UNREACHABLE),
+    ({DISCOVERY: [599]}, 503, UNREACHABLE),  # tornado's code for a timeout or a connection error (curl)
+    ({DISCOVERY: [502]}, 503, UNREACHABLE),
+    ({"authorization_code": [500]}, 503, UNREACHABLE),
+    ({"authorization_code": [599]}, 503, UNREACHABLE),
+    ({"authorization_code": [ConnectionResetError()]}, 503, UNREACHABLE),
+    ({"/userinfo": [503]}, 503, UNREACHABLE),
+    ({TOKEN_EXCHANGE: [503]}, 503, NO_DATA_LAKE_TOKENS),
+    ({TOKEN_EXCHANGE: [400]}, 503, NO_DATA_LAKE_TOKENS),
+    # A discovery document that is not there: the hub's settings are wrong, not the IdP's availability.
+    ({DISCOVERY: [404]}, 503, MISCONFIGURED),
+    # The code refused (a reloaded callback page: its one-time code is spent): log in again.
+    ({"authorization_code": [400]}, 400, CODE_REFUSED),
+])
+def test_idp_errors_at_login_give_the_page_that_says_what_to_do(crypt_key, idp, caplog, fail, status, page):
+    idp.fail = fail
+    auth = make(idp, exchange_retries=0)
+    with pytest.raises(web.HTTPError) as e:
+        run(auth.get_authenticated_user(FakeHandler("alice"), None))
+    assert e.value.status_code == status
+    assert e.value.log_message.startswith(page)
+    assert "Traceback" not in caplog.text
+    # Nothing was kept of the failed login, and the next login works once IAM answers again.
+    model, _ = run(login(auth))
+    assert set(model["auth_state"]["exchanged"]) == {"rucio", "eos"}
+
+
+def test_a_discovery_document_naming_another_issuer_is_a_settings_error(crypt_key, idp):
+    auth = make(idp, issuer="http://iam.test")  # without the trailing slash IAM's `iss` has
+    with pytest.raises(web.HTTPError) as e:
+        run(auth.get_authenticated_user(FakeHandler("alice"), None))
+    assert (e.value.status_code, e.value.log_message) == (503, MISCONFIGURED)
 
 
 def test_a_different_sub_with_the_same_username_is_refused(crypt_key, idp):
@@ -350,3 +392,41 @@ def test_existing_hub_admins_lose_the_admin_role_at_hub_start(crypt_key):
     db.commit()
     make(admin_users={"root"}, allow_hub_admins=True).add_user(kept)
     assert kept.admin is True
+
+
+# --- hub state that grows ---------------------------------------------------------------------------------------
+
+
+def test_per_user_locks_and_failures_do_not_pile_up_over_many_users(crypt_key, idp):
+    auth = make(idp, refresh_backoff=0.05)
+    n = 300
+
+    async def refresh_all(batch):
+        users = [FakeUser(f"user{batch}-{i}", {"refresh_token": f"rt-{batch}-{i}", "exchanged": {}}) for i in range(n)]
+        idp.fail["refresh_token"] = [503] * n  # IAM failing: every refresh fails and starts a back-off
+        return await asyncio.gather(*(auth.refresh_user(u) for u in users))
+
+    assert run(refresh_all(0)) == [False] * n
+    assert len(auth._user_locks) == 0, "a lock nobody holds or waits for is forgotten"
+    assert 0 < len(auth._failures) <= n  # each failure backs off (early ones may be over already)
+    time.sleep(0.1)  # longer than the back-off: those records are of no use any more
+    run(refresh_all(1))
+    assert len(auth._user_locks) == 0
+    assert 0 < len(auth._failures) <= n and all(name.startswith("user1-") for name in auth._failures)
+
+
+def test_a_lock_outlives_its_holders_only_as_long_as_someone_waits(crypt_key, idp):
+    auth = make(idp)
+
+    async def hold():
+        lock = auth.user_lock("alice")
+        async with lock:
+            waiter = asyncio.ensure_future(auth.user_lock("alice").acquire())
+            await asyncio.sleep(0)
+            assert auth.user_lock("alice") is lock and not waiter.done()
+        await waiter
+        lock.release()
+        del lock, waiter
+
+    run(hold())
+    assert "alice" not in auth._user_locks

@@ -27,7 +27,7 @@ def test_operators_get_the_admin_page_users_groups_and_servers_but_no_tokens_aut
     c = applied(operator_groups={"escape/admins"})
     operator = role(c, OPERATOR_ROLE)
     assert operator["groups"] == ["escape/admins"]
-    define_custom_scopes({SCOPE: {"description": "x"}})
+    define_custom_scopes({SCOPE: {"description": hub_roles.SCOPE_DESCRIPTION}})  # as the hub defines it
     expanded = {s.partition("!")[0] for s in expand_scopes(operator["scopes"])}
     assert {"admin-ui", "list:users", "read:users", "start:servers", "delete:servers", "delete:users",
             "admin:groups"} <= expanded

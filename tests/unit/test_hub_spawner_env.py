@@ -4,7 +4,10 @@ from types import SimpleNamespace
 
 from traitlets.config import Config, Configurable
 
-from hub_plugins.spawner_env import SERVER_TOKEN_SCOPES, DataLakeEnvironment, apply
+from hub_plugins.hub_roles import SERVER_TOKEN_SCOPES
+from hub_plugins.spawner_env import DataLakeEnvironment, apply
+from singleuser import contract
+from singleuser.server_settings import ServerSettings
 
 
 class FakeSpawner(Configurable):
@@ -59,3 +62,43 @@ def test_the_site_name_reaches_the_extension_and_rucio_clients_so_reads_go_throu
     env = DataLakeEnvironment(config=config).environment(spawner("alice"))
     assert env["RUCIO_SITE_NAME"] == "CERN"  # the Rucio extension's instance config
     assert env["SITE_NAME"] == "CERN"  # rucio-clients' client_location: Rucio answers root://<xcache>//... PFNs
+
+
+def test_the_mounted_rse_reaches_the_extensions_replica_mode_not_the_upload_target():
+    config = Config()
+    config.DataLakeEnvironment.mounted_rse = "EULAKE-1"
+    config.DataLakeEnvironment.rucio_rse_mount_path = "/eos/eulake"
+    env = DataLakeEnvironment(config=config).environment(spawner("alice"))
+    assert env["RUCIO_MOUNTED_RSE"] == "EULAKE-1"
+    assert not [name for name in env if "DESTINATION" in name]  # uploads go where datalakectl's --rse says
+
+
+def test_what_the_hub_writes_the_server_reads_back_with_the_same_names():
+    config = Config()
+    config.DataLakeEnvironment.rucio_base_url = "https://rucio.example"
+    config.DataLakeEnvironment.mounted_rse = "EULAKE-1"
+    config.DataLakeEnvironment.rucio_rse_mount_path = "/eos/eulake"
+    config.DataLakeEnvironment.rucio_path_begins_at = 2
+    config.DataLakeEnvironment.scratch_mount = "/scratch/{username}"
+    config.DataLakeEnvironment.registrar_url = "http://hub/services/dlaas-registrar/"
+    env = DataLakeEnvironment(config=config).environment(spawner("alice"))
+    assert set(env) <= {var.name for var in contract.FROM_HUB}
+    server = ServerSettings(environ=env)
+    assert (server.token_api_url, server.token_dir) == ("http://hub:8081/hub/api/dlaas/tokens", "/dev/shm/dlaas-alice")
+    assert (server.rucio_token_file, server.eos_token_file) == ("/dev/shm/dlaas-alice/rucio_token",
+                                                                "/dev/shm/dlaas-alice/eos_token")
+    assert (server.rucio_base_url, server.rucio_auth_url, server.rucio_account) == (
+        "https://rucio.example", "https://rucio.example", "alice")
+    assert (server.mounted_rse, server.rse_mount_path, server.path_begins_at) == ("EULAKE-1", "/eos/eulake", 2)
+    assert (server.scratch_mount, server.scratch_rse) == ("/scratch/alice", "DLAAS-SCRATCH")
+    assert server.registrar_url == "http://hub/services/dlaas-registrar/"
+
+
+def test_unset_settings_mean_the_same_default_on_both_sides():
+    hub = DataLakeEnvironment()
+    server = ServerSettings(environ={})
+    assert hub.scratch_rse == server.scratch_rse == "DLAAS-SCRATCH"
+    assert hub.scratch_mount == server.scratch_mount == "/scratch"
+    assert hub.rucio_instance_name == server.rucio_instance_name
+    assert hub.rucio_display_name == server.rucio_display_name
+    assert hub.rucio_path_begins_at == server.path_begins_at == 0

@@ -13,6 +13,7 @@ import pytest
 
 from singleuser.private_dirs import UnsafePathError, ensure_private_dir, open_private_dir
 from singleuser.rucio_config import prepare_cache_dir, write_client_config
+from singleuser.server_settings import ServerSettings
 from singleuser.token_agent import TokenAgent
 from singleuser.token_files import remove_private_file, write_private_file
 
@@ -180,12 +181,12 @@ def test_a_rucio_cfg_dir_of_another_account_is_refused_so_clients_cannot_be_poin
     cfg_dir = _attackers_dir(tmp_path / "dlaas-bob")
     env = {"RUCIO_BASE_URL": "https://rucio.example", "BEARER_TOKEN_FILE": "/dev/shm/t/rucio_token"}
     with pytest.raises(UnsafePathError, match="set RUCIO_CONFIG to another path"):
-        write_client_config(env, cfg_dir / "rucio.cfg")
+        write_client_config(ServerSettings(environ=env), cfg_dir / "rucio.cfg")
     assert list(cfg_dir.iterdir()) == []
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "rucio.cfg").symlink_to(tmp_path / "theirs.cfg")
     with pytest.raises(UnsafePathError, match="is a symbolic link"):
-        write_client_config(env, tmp_path / "mine" / "rucio.cfg")
+        write_client_config(ServerSettings(environ=env), tmp_path / "mine" / "rucio.cfg")
     assert not (tmp_path / "theirs.cfg").exists()
 
 
@@ -194,7 +195,7 @@ def test_the_rucio_extensions_cache_dir_of_another_account_is_refused(tmp_path):
     cache = _attackers_dir(tmp_path / "rucio-jupyterlab-alice")
     env = {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/", "RUCIO_CACHE_DIR": str(cache)}
     with pytest.raises(UnsafePathError, match="set RUCIO_CACHE_DIR to another path"):
-        prepare_cache_dir(env)
+        prepare_cache_dir(ServerSettings(environ=env))
     mine = tmp_path / "rucio-jupyterlab-bob"
-    assert prepare_cache_dir({**env, "RUCIO_CACHE_DIR": str(mine)}) == mine
+    assert prepare_cache_dir(ServerSettings(environ={**env, "RUCIO_CACHE_DIR": str(mine)})) == mine
     assert stat.S_IMODE(mine.stat().st_mode) == 0o700

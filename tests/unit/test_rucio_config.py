@@ -1,20 +1,26 @@
-"""RUCIO_* environment -> rucio-jupyterlab instance and rucio.cfg."""
+"""The hub's Rucio settings -> rucio-jupyterlab instance and rucio.cfg."""
 
 import stat
 from pathlib import Path
 
 import pytest
 
-from singleuser.rucio_config import ConfigError, cache_dir, client_config_text, instance_from_env, write_client_config
+from singleuser.rucio_config import ConfigError, cache_dir, client_config_text, rucio_instance, write_client_config
+from singleuser.server_settings import ServerSettings
 
 BASE = {"RUCIO_BASE_URL": "https://rucio.example", "BEARER_TOKEN_FILE": "/dev/shm/t/rucio_token",
         "RUCIO_ACCOUNT": "alice"}
 
 
-def test_replica_mode_from_the_mount_settings():
-    instance = instance_from_env({**BASE, "RUCIO_DESTINATION_RSE": "EULAKE-1", "RUCIO_RSE_MOUNT_PATH": "/eos/eulake",
-                                  "RUCIO_PATH_BEGINS_AT": "2", "RUCIO_SITE_NAME": "CERN"})
+def settings(**env):
+    return ServerSettings(environ={**BASE, **env})
+
+
+def test_replica_mode_opens_the_mounted_rses_files_at_the_mount_path():
+    instance = rucio_instance(settings(RUCIO_MOUNTED_RSE="EULAKE-1", RUCIO_RSE_MOUNT_PATH="/eos/eulake",
+                                       RUCIO_PATH_BEGINS_AT="2", RUCIO_SITE_NAME="CERN"))
     assert instance["mode"] == "replica"
+    # The extension calls the mounted RSE its destination_rse.
     assert (instance["destination_rse"], instance["rse_mount_path"], instance["path_begins_at"]) == (
         "EULAKE-1", "/eos/eulake", 2)
     assert instance["oidc_auth"] == "file" and instance["oidc_file_name"] == "/dev/shm/t/rucio_token"
@@ -24,25 +30,33 @@ def test_replica_mode_from_the_mount_settings():
 
 
 def test_download_mode_without_a_mount():
-    assert instance_from_env(BASE)["mode"] == "download"
+    assert rucio_instance(settings())["mode"] == "download"
+
+
+def test_configuration_overrides_the_environment():
+    from traitlets.config import Config
+
+    config = Config()
+    config.ServerSettings.rucio_base_url = "https://other.example"
+    assert rucio_instance(ServerSettings(config=config, environ=BASE))["rucio_base_url"] == "https://other.example"
 
 
 @pytest.mark.parametrize(
     "env, message",
     [
-        ({}, "RUCIO_BASE_URL, BEARER_TOKEN_FILE not set"),
-        ({**BASE, "RUCIO_RSE_MOUNT_PATH": "/eos"}, "RUCIO_DESTINATION_RSE is not"),
-        ({**BASE, "RUCIO_RSE_MOUNT_PATH": "/eos", "RUCIO_DESTINATION_RSE": "X", "RUCIO_PATH_BEGINS_AT": "two"},
+        ({"RUCIO_BASE_URL": "", "BEARER_TOKEN_FILE": ""}, "RUCIO_BASE_URL, BEARER_TOKEN_FILE not set"),
+        ({"RUCIO_RSE_MOUNT_PATH": "/eos"}, "RUCIO_MOUNTED_RSE is not"),
+        ({"RUCIO_RSE_MOUNT_PATH": "/eos", "RUCIO_MOUNTED_RSE": "X", "RUCIO_PATH_BEGINS_AT": "two"},
          "RUCIO_PATH_BEGINS_AT must be an integer"),
     ],
 )
 def test_missing_or_bad_settings_are_named(env, message):
     with pytest.raises(ConfigError, match=message):
-        instance_from_env(env)
+        rucio_instance(settings(**env))
 
 
 def test_client_config_uses_oidc_and_the_account_without_any_token():
-    text = client_config_text(BASE)
+    text = client_config_text(settings())
     assert "auth_type = oidc" in text and "account = alice" in text
     assert "rucio_host = https://rucio.example" in text
     assert "token" not in text.replace("auth_token_file", "")
@@ -52,8 +66,8 @@ def test_client_config_uses_oidc_and_the_account_without_any_token():
 
 def test_rucio_cfg_is_written_whole_into_a_directory_of_the_user_alone(tmp_path):
     path = tmp_path / "dlaas-alice" / "rucio.cfg"
-    write_client_config(BASE, path)
-    write_client_config({**BASE, "RUCIO_ACCOUNT": "alice2"}, path)
+    write_client_config(settings(), path)
+    write_client_config(settings(RUCIO_ACCOUNT="alice2"), path)
     assert "account = alice2" in path.read_text()
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -61,6 +75,9 @@ def test_rucio_cfg_is_written_whole_into_a_directory_of_the_user_alone(tmp_path)
 
 
 def test_the_cache_dir_is_the_one_the_extension_uses():
-    assert cache_dir({"JUPYTERHUB_SERVICE_PREFIX": "/user/a/", "RUCIO_CACHE_DIR": "/tmp/rj-a"}) == Path("/tmp/rj-a")
-    assert cache_dir({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}) == Path("/tmp/.rucio_jupyterlab")
-    assert cache_dir({"HOME": "/home/a"}) == Path("/home/a/.rucio_jupyterlab")
+    def of(env):
+        return cache_dir(ServerSettings(environ=env))
+
+    assert of({"JUPYTERHUB_SERVICE_PREFIX": "/user/a/", "RUCIO_CACHE_DIR": "/tmp/rj-a"}) == Path("/tmp/rj-a")
+    assert of({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}) == Path("/tmp/.rucio_jupyterlab")
+    assert of({"HOME": "/home/a"}) == Path("/home/a/.rucio_jupyterlab")
