@@ -30,6 +30,14 @@ HTTP_TIMEOUT = 60
 SQLITE_DEFAULT_URL = "sqlite:///jupyterhub.sqlite"  # JupyterHub's default db_url
 
 
+def apply_profile(spawner, user_options):
+    """Spawner.apply_user_options for KubeSpawner: the chosen profile is applied by KubeSpawner's own
+    load_user_options (which only accepts profiles of profileList). Without a hook JupyterHub 6 logs "Received
+    unhandled user_options" on every profiled spawn; KubeSpawner applies the profile again in start(), which is
+    harmless for profiles whose overrides are fixed values, as ours are."""
+    return spawner.load_user_options()
+
+
 def configure(c, *, sqlite_wal: bool = True, token_max_age: int = hub_roles.DEFAULT_TOKEN_MAX_AGE) -> None:
     """Apply DLaaS's shared hub configuration to `c` (a traitlets Config), last.
 
@@ -42,6 +50,7 @@ def configure(c, *, sqlite_wal: bool = True, token_max_age: int = hub_roles.DEFA
     c.Spawner.pre_spawn_hook = spawner_env.apply
     c.Spawner.default_url = DEFAULT_URL
     c.Spawner.http_timeout = HTTP_TIMEOUT
+    c.KubeSpawner.apply_user_options = apply_profile  # read only by KubeSpawner (production)
     if sqlite_wal and c.JupyterHub.get("db_url", SQLITE_DEFAULT_URL).startswith("sqlite:"):
         sqlite_tuning.use_wal()  # the login path's first bottleneck was SQLite's fsync per commit (docs/benchmarks.md)
     hub_roles.apply(c, token_max_age=token_max_age)
