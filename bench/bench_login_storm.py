@@ -33,18 +33,28 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--spawn", type=int, default=20, help="how many of the users also start JupyterLab")
-    parser.add_argument("--baseline", action="store_true",
-                        help="the hub as it was before the login-path fixes (SQLite rollback journal, tornado's "
-                             "pure-Python HTTP client): the 'before' numbers")
-    parser.add_argument("--returning", action="store_true",
-                        help="users the hub already knows (each logged in once before the storm, not measured)")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="the hub as it was before the login-path fixes (SQLite rollback journal, tornado's "
+        "pure-Python HTTP client): the 'before' numbers",
+    )
+    parser.add_argument(
+        "--returning",
+        action="store_true",
+        help="users the hub already knows (each logged in once before the storm, not measured)",
+    )
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
     latencies, errors, to_lab = [], [], []
     peak_rss = 0
-    with hub_stack(args.users, "user", admin_scopes=["read:users"],
-                   **({"sqlite_wal": False, "pure_python_http": True} if args.baseline else {})) as stack:
+    with hub_stack(
+        args.users,
+        "user",
+        admin_scopes=["read:users"],
+        **({"sqlite_wal": False, "pure_python_http": True} if args.baseline else {}),
+    ) as stack:
         hub = stack.hub
         if args.returning:
             # Every user logs in once before the storm: the hub knows them, as on any morning after the first.
@@ -69,7 +79,7 @@ def main() -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
 
-        spawners = {u["username"] for u in stack.users[:args.spawn]}
+        spawners = {u["username"] for u in stack.users[: args.spawn]}
 
         def one(user):
             t0 = time.perf_counter()
@@ -104,25 +114,34 @@ def main() -> int:
         own_cpu = sum(os.times()[:2]) - own_before
 
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
-    lab = (f"{statistics.median(to_lab):.1f} / {max(to_lab):.1f}" if to_lab else "-")
-    table = "\n".join([
-        "| users | concurrency | logins/s | p50 (s) | p95 (s) | p99 (s) | spawned | time to JupyterLab median / max (s) "
-        "| errors | hub CPU (s) | dev IAM CPU (s) | load generator CPU (s) | hub peak RSS (MiB, with servers) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {args.users} | {args.concurrency} | {len(latencies) / wall:.1f} | {q[49]:.2f} | {q[94]:.2f} | "
-        f"{q[98]:.2f} | {len(to_lab)} | {lab} | {len(errors)} | {cpu_after - cpu_before:.1f} | {iam_cpu:.1f} | {own_cpu:.1f} | "
-        f"{peak_rss / 2**20:.0f} |",
-    ])
+    lab = f"{statistics.median(to_lab):.1f} / {max(to_lab):.1f}" if to_lab else "-"
+    table = "\n".join(
+        [
+            "| users | concurrency | logins/s | p50 (s) | p95 (s) | p99 (s) | spawned "
+            "| time to JupyterLab median / max (s) "
+            "| errors | hub CPU (s) | dev IAM CPU (s) | load generator CPU (s) | hub peak RSS (MiB, with servers) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {args.users} | {args.concurrency} | {len(latencies) / wall:.1f} | {q[49]:.2f} | {q[94]:.2f} | "
+            f"{q[98]:.2f} | {len(to_lab)} | {lab} | {len(errors)} | {cpu_after - cpu_before:.1f} | {iam_cpu:.1f} | "
+            f"{own_cpu:.1f} | {peak_rss / 2**20:.0f} |",
+        ]
+    )
     print(table)
     if errors:
         print("first errors:", *errors[:3], sep="\n  ")
     if not args.no_append:
-        variant = ("baseline: SQLite rollback journal, pure-Python HTTP client" if args.baseline
-                   else "SQLite WAL, curl HTTP client")
+        variant = (
+            "baseline: SQLite rollback journal, pure-Python HTTP client"
+            if args.baseline
+            else "SQLite WAL, curl HTTP client"
+        )
         who = "returning users" if args.returning else "first logins"
-        append_results(f"Login storm, {who}, {variant}",
-                       "Each login: IAM form, code + PKCE, userinfo, two RFC 8693 exchanges (rucio, eos); the hub and "
-                       "the dev IAM share the machine with the load generator.", table)
+        append_results(
+            f"Login storm, {who}, {variant}",
+            "Each login: IAM form, code + PKCE, userinfo, two RFC 8693 exchanges (rucio, eos); the hub and "
+            "the dev IAM share the machine with the load generator.",
+            table,
+        )
     return 0 if not errors else 1
 
 

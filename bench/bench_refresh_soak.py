@@ -35,8 +35,14 @@ def main() -> int:
 
     samples = valid = 0
     margins_at_rewrite: list[float] = []
-    with hub_stack(args.servers, "soak", admin_scopes=["admin:users", "admin:servers", "admin:server_state"],
-                   access_token_ttl=args.lifetime, refresh_margin=args.margin, auth_refresh_age=5) as stack:
+    with hub_stack(
+        args.servers,
+        "soak",
+        admin_scopes=["admin:users", "admin:servers", "admin:server_state"],
+        access_token_ttl=args.lifetime,
+        refresh_margin=args.margin,
+        auth_refresh_age=5,
+    ) as stack:
         iam, admin, api = stack.iam, stack.admin, stack.api
         files = {}
         for user in stack.users:
@@ -74,18 +80,25 @@ def main() -> int:
         token_requests = iam.process.log_path.read_text().count("POST /token 200") - token_requests_before
 
     per_user_hour = token_requests / max(len(files), 1) / (elapsed / 3600)
-    table = "\n".join([
-        "| servers | minutes | token lifetime (s) | margin (s) | samples valid | rewrites | median time left at "
-        "rewrite (s) | min (s) | IdP token requests / user / hour |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {len(files)} | {args.minutes:g} | {args.lifetime} | {args.margin} | {100 * valid / max(samples, 1):.2f} % "
-        f"| {len(margins_at_rewrite)} | {statistics.median(margins_at_rewrite) if margins_at_rewrite else 0:.1f} | "
-        f"{min(margins_at_rewrite, default=0):.1f} | {per_user_hour:.0f} |",
-    ])
+    table = "\n".join(
+        [
+            "| servers | minutes | token lifetime (s) | margin (s) | samples valid | rewrites | median time left at "
+            "rewrite (s) | min (s) | IdP token requests / user / hour |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {len(files)} | {args.minutes:g} | {args.lifetime} | {args.margin} | "
+            f"{100 * valid / max(samples, 1):.2f} % "
+            f"| {len(margins_at_rewrite)} | {statistics.median(margins_at_rewrite) if margins_at_rewrite else 0:.1f} | "
+            f"{min(margins_at_rewrite, default=0):.1f} | {per_user_hour:.0f} |",
+        ]
+    )
     print(table)
     if not args.no_append:
-        append_results("Token refresh soak", "Real user servers (local spawner), token files sampled every 0.5 s; IdP "
-                       "requests are refresh + exchanges (3 per refresh).", table)
+        append_results(
+            "Token refresh soak",
+            "Real user servers (local spawner), token files sampled every 0.5 s; IdP "
+            "requests are refresh + exchanges (3 per refresh).",
+            table,
+        )
     return 0 if samples and valid == samples else 1
 
 

@@ -36,6 +36,7 @@ from devstack.settings import Settings  # noqa: E402
 from dlaas_registrar.registration import Registration  # noqa: E402
 from dlaas_registrar.scratch_files import checksum, collect, open_user_directory  # noqa: E402
 
+
 class CountingClient:
     """Wraps a rucio Client and counts the HTTP requests it sends."""
 
@@ -66,8 +67,13 @@ def registrar_client(server, home: Path):
     class BenchClient(Client):
         TOKEN_PATH_PREFIX = str(home / ".rucio_")
 
-    return BenchClient(rucio_host=server.url, auth_host=server.url, account=REGISTRAR_ACCOUNT, auth_type="userpass",
-                       creds={"username": REGISTRAR_ACCOUNT, "password": registrar_password(server)})
+    return BenchClient(
+        rucio_host=server.url,
+        auth_host=server.url,
+        account=REGISTRAR_ACCOUNT,
+        auth_type="userpass",
+        creds={"username": REGISTRAR_ACCOUNT, "password": registrar_password(server)},
+    )
 
 
 def main() -> int:
@@ -101,8 +107,9 @@ def main() -> int:
         finally:
             os.close(fd)
         registration = Registration(client, scratch_rse=SCRATCH_RSE)
-        plan = registration.plan("alice", found, destination_rse=DESTINATION_RSE, dataset="bench-bulk",
-                                 scratch_lifetime=3600)
+        plan = registration.plan(
+            "alice", found, destination_rse=DESTINATION_RSE, dataset="bench-bulk", scratch_lifetime=3600
+        )
         t_plan = time.perf_counter() - t0
         registration.execute(plan)
         t_bulk = time.perf_counter() - t0
@@ -121,8 +128,18 @@ def main() -> int:
             finally:
                 os.close(fd)
             did = {"scope": "user.alice", "name": path.name}
-            root.add_replicas(SCRATCH_RSE, [{**did, "bytes": size, "adler32": adler32, "md5": md5,
-                                             "pfn": prefix + str(path.relative_to(scratch))}])
+            root.add_replicas(
+                SCRATCH_RSE,
+                [
+                    {
+                        **did,
+                        "bytes": size,
+                        "adler32": adler32,
+                        "md5": md5,
+                        "pfn": prefix + str(path.relative_to(scratch)),
+                    }
+                ],
+            )
             root.add_replication_rule([did], 1, SCRATCH_RSE, lifetime=3600, account="alice")
             root.add_replication_rule([did], 1, DESTINATION_RSE, account="alice")
         t_single = time.perf_counter() - t0
@@ -138,18 +155,26 @@ def main() -> int:
         ("registration service (1 bulk call)", bulk_calls, t_bulk, t_plan),
         ("one call per file (3 per file)", single_calls, t_single, None),
     ]
-    table = ["| method | Rucio HTTP calls | wall time (s) | per file (ms) | of which planning (s) |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    table = [
+        "| method | Rucio HTTP calls | wall time (s) | per file (ms) | of which planning (s) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, calls, wall, plan_time in rows:
-        table.append(f"| {name} | {calls} | {wall:.2f} | {1000 * wall / n:.1f} | "
-                     f"{'-' if plan_time is None else f'{plan_time:.2f}'} |")
+        table.append(
+            f"| {name} | {calls} | {wall:.2f} | {1000 * wall / n:.1f} | "
+            f"{'-' if plan_time is None else f'{plan_time:.2f}'} |"
+        )
     text = "\n".join(table)
     print(text)
     print(f"speed-up: {t_single / t_bulk:.1f}x, calls: {single_calls / max(bulk_calls, 1):.0f}x fewer")
     if not args.no_append:
-        append_results(f"Registering {n} scratch files for upload", "Local Rucio 41.5.1 on PostgreSQL 15 (2 gunicorn "
-                       "workers), DLaaS policy package; the service's account for alice vs root.", text, after=f"Speed-up {t_single / t_bulk:.1f}x with "
-                       f"{single_calls / max(bulk_calls, 1):.0f}x fewer calls.")
+        append_results(
+            f"Registering {n} scratch files for upload",
+            "Local Rucio 41.5.1 on PostgreSQL 15 (2 gunicorn "
+            "workers), DLaaS policy package; the service's account for alice vs root.",
+            text,
+            after=f"Speed-up {t_single / t_bulk:.1f}x with {single_calls / max(bulk_calls, 1):.0f}x fewer calls.",
+        )
     return 0
 
 

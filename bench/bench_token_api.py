@@ -78,17 +78,24 @@ def main() -> int:
         cpu_after, rss = process_tree_usage(stack.hub.process.pid)
 
     q = statistics.quantiles(latencies, n=100)
-    table = "\n".join([
-        "| concurrent clients (real servers) | seconds | requests/s | p50 (ms) | p95 (ms) | p99 (ms) | errors | hub CPU (s) | hub RSS (MiB) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {args.servers} ({running}) | {args.seconds:.0f} | {len(latencies) / wall:.0f} | {1000 * q[49]:.1f} | "
-        f"{1000 * q[94]:.1f} | {1000 * q[98]:.1f} | {len(errors)} | {cpu_after - cpu_before:.1f} | "
-        f"{rss / 2**20:.0f} |",
-    ])
+    table = "\n".join(
+        [
+            "| concurrent clients (real servers) | seconds | requests/s | p50 (ms) | p95 (ms) | p99 (ms) | errors "
+            "| hub CPU (s) | hub RSS (MiB) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {args.servers} ({running}) | {args.seconds:.0f} | {len(latencies) / wall:.0f} | {1000 * q[49]:.1f} | "
+            f"{1000 * q[94]:.1f} | {1000 * q[98]:.1f} | {len(errors)} | {cpu_after - cpu_before:.1f} | "
+            f"{rss / 2**20:.0f} |",
+        ]
+    )
     print(table)
     if not args.no_append:
-        append_results("Token API under concurrent user servers", "Tokens far from expiry (the refresh path is measured "
-                       "by the refresh tests); the load generator shares the machine.", table)
+        append_results(
+            "Token API under concurrent user servers",
+            "Tokens far from expiry (the refresh path is measured "
+            "by the refresh tests); the load generator shares the machine.",
+            table,
+        )
     return 0 if not errors else 1
 
 

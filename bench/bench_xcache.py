@@ -40,8 +40,9 @@ def copy(urls: list[str], dest: Path) -> float:
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     t0 = time.perf_counter()
-    result = subprocess.run(["xrdcp", "--force", "--nopbar", *urls, f"{dest}/"], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        ["xrdcp", "--force", "--nopbar", *urls, f"{dest}/"], capture_output=True, text=True, timeout=600
+    )
     elapsed = time.perf_counter() - t0
     if result.returncode != 0:
         raise SystemExit(f"xrdcp failed: {result.stderr.strip().splitlines()[-1:]}")
@@ -74,8 +75,9 @@ def main() -> int:
             (small_dir / f"f{i:05d}.bin").write_bytes(os.urandom(SMALL))
     origins = state / "origins.cfg"
     origins.write_text(f"pss.permit 127.0.0.1:{settings.xrootd_port}\n")  # the cache serves exactly this origin
-    xr = XRootDService(settings, export_root=state / "rses", exports=["/EULAKE-1"], origins_file=origins,
-                       delay_ms=args.delay_ms)
+    xr = XRootDService(
+        settings, export_root=state / "rses", exports=["/EULAKE-1"], origins_file=origins, delay_ms=args.delay_ms
+    )
     out = state / "out"
     results: dict[tuple[str, str], list[float]] = {}
     try:
@@ -101,20 +103,28 @@ def main() -> int:
         shutil.rmtree(state, ignore_errors=True)
 
     med = {k: statistics.median(v) for k, v in results.items()}
-    table = [f"| read | direct from the origin (s) | through XCache, first read (s) | through XCache, repeated (s) "
-             f"| repeated vs direct |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for kind, label in (("large", f"1 file of {args.size_mb} MiB"), ("small", f"{args.files} files of 16 KiB, one session")):
+    table = [
+        "| read | direct from the origin (s) | through XCache, first read (s) | through XCache, repeated (s) "
+        "| repeated vs direct |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for kind, label in (
+        ("large", f"1 file of {args.size_mb} MiB"),
+        ("small", f"{args.files} files of 16 KiB, one session"),
+    ):
         d, c1, c2 = med[(kind, "direct")], med[(kind, "cache, first read")], med[(kind, "cache, repeated read")]
         table.append(f"| {label} | {d:.2f} | {c1:.2f} | {c2:.3f} | {d / c2:.0f}x faster |")
     text = "\n".join(table)
     print(text)
     print(f"files in the cache afterwards: {cached}")
     if not args.no_append:
-        append_results(f"XCache with {args.delay_ms:g} ms one-way latency to the origin",
-                       f"XRootD 5.5.3 origin and XCache (forwarding mode, pfc.ram 1g) on loopback, the delay injected "
-                       f"by devstack's latency proxy in both directions; xrdcp 5.5.3; medians of {args.repeat} runs, "
-                       f"each first read on files the cache had not seen.", text)
+        append_results(
+            f"XCache with {args.delay_ms:g} ms one-way latency to the origin",
+            f"XRootD 5.5.3 origin and XCache (forwarding mode, pfc.ram 1g) on loopback, the delay injected "
+            f"by devstack's latency proxy in both directions; xrdcp 5.5.3; medians of {args.repeat} runs, "
+            f"each first read on files the cache had not seen.",
+            text,
+        )
     return 0
 
 

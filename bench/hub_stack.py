@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -28,12 +28,21 @@ from devstack.settings import REPO, Settings
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal"))
-    return (f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB RAM, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB RAM, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
 
 
 #: A block of the "Current results" section of docs/benchmarks.md: the latest run of exactly this command.
@@ -50,12 +59,15 @@ def append_results(title: str, description: str, table: str, after: str = "") ->
     replaces that block, so each reference command's latest figure stays on top; runs of other commands (smaller
     variants, baselines) go to the history only. A new reference command gets its block by hand, once."""
     results = Path(os.environ.get("DLAAS_BENCH_RESULTS") or REPO / "docs" / "benchmarks.md")
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                         text=True).stdout.strip() or "unknown"
+    rev = (
+        subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        or "unknown"
+    )
     command = shlex.join([".venvs/main/bin/python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
-    section = (f"### {title} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {rev})\n\n"
-               f"Machine: {machine()}. {description}\nCommand: `{command}`\n\n{table}\n"
-               + (f"\n{after}\n" if after else ""))
+    section = (
+        f"### {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {rev})\n\n"
+        f"Machine: {machine()}. {description}\nCommand: `{command}`\n\n{table}\n" + (f"\n{after}\n" if after else "")
+    )
     text = results.read_text() if results.exists() else ""
     start = CURRENT_START.format(command=command)
     head, found, rest = text.partition(start)
@@ -105,28 +117,53 @@ class HubStack:
 
     def login(self, user: dict, browser: requests.Session, timeout: float = 120) -> requests.Response:
         """The browser-style login of `user`; returns the hub's answer to the OAuth callback."""
-        callback = login(browser, f"{self.hub.url}/hub/oauth_login", user["username"], user["password"],
-                         stop_at=f"{self.hub.url}/hub/oauth_callback", timeout=timeout)
+        callback = login(
+            browser,
+            f"{self.hub.url}/hub/oauth_login",
+            user["username"],
+            user["password"],
+            stop_at=f"{self.hub.url}/hub/oauth_callback",
+            timeout=timeout,
+        )
         return browser.get(callback, allow_redirects=False, timeout=timeout)
 
 
 @contextmanager
-def hub_stack(n_users: int, prefix: str, *, admin_scopes: list[str], access_token_ttl: int = 3600,
-              hub_settings: dict | None = None, **hub_kwargs) -> Iterator[HubStack]:
+def hub_stack(
+    n_users: int,
+    prefix: str,
+    *,
+    admin_scopes: list[str],
+    access_token_ttl: int = 3600,
+    hub_settings: dict | None = None,
+    **hub_kwargs,
+) -> Iterator[HubStack]:
     """A dev IAM with `n_users` members of escape/users and a hub with an admin service; all stopped at exit."""
     state = Path(tempfile.mkdtemp(prefix=f"dlaas-{prefix}-"))
     state.chmod(0o755)
-    users = [{"username": f"{prefix}{i:04d}", "password": f"pw-{i}", "sub": str(uuid.uuid4()), "name": f"User {i}",
-              "email": f"{prefix}{i}@example.invalid", "groups": ["escape/users"]} for i in range(n_users)]
+    users = [
+        {
+            "username": f"{prefix}{i:04d}",
+            "password": f"pw-{i}",
+            "sub": str(uuid.uuid4()),
+            "name": f"User {i}",
+            "email": f"{prefix}{i}@example.invalid",
+            "groups": ["escape/users"],
+        }
+        for i in range(n_users)
+    ]
     (state / "users.json").write_text(json.dumps(users))
     settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
     iam = DevIAM(settings, users_file=state / "users.json", access_token_ttl=access_token_ttl)
     register_hub_client(iam, settings.hub_url)
     admin_token = uuid.uuid4().hex
-    extra = {"JupyterHub": {"services": [{"name": "bench-admin", "api_token": admin_token}],
-                            "load_roles": [{"name": "bench-admin", "services": ["bench-admin"],
-                                            "scopes": admin_scopes}]},
-             **(hub_settings or {})}
+    extra = {
+        "JupyterHub": {
+            "services": [{"name": "bench-admin", "api_token": admin_token}],
+            "load_roles": [{"name": "bench-admin", "services": ["bench-admin"], "scopes": admin_scopes}],
+        },
+        **(hub_settings or {}),
+    }
     hub = None
     try:
         iam.start()

@@ -33,16 +33,21 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
         while True:
             dead = stack.dead()
             if dead:
-                print(f"[devstack] {dead} stopped unexpectedly; stopping everything (logs in {settings.log_dir})",
-                      file=sys.stderr)
+                print(
+                    f"[devstack] {dead} stopped unexpectedly; stopping everything (logs in {settings.log_dir})",
+                    file=sys.stderr,
+                )
                 return 1
             time.sleep(1)
     except ServiceError as e:
         print(f"[devstack] {e}", file=sys.stderr)
         return 1
     except Exception as e:  # a bug or an unexpected answer: still one clear line, and everything stopped
-        print(f"[devstack] start failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-              f" (logs in {settings.log_dir})", file=sys.stderr)
+        print(
+            f"[devstack] start failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+            f" (logs in {settings.log_dir})",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("\n[devstack] stopping", flush=True)

@@ -122,7 +122,9 @@ def ensure_venv(path: Path) -> Path:
                 apt_install({"python3-venv": "/usr/share/doc/python3-venv"})
                 run([sys.executable, "-m", "venv", str(path)])
             else:
-                raise BootstrapError("bootstrap: `python3 -m venv` failed: run `sudo apt-get install -y python3-venv`")
+                raise BootstrapError(
+                    "bootstrap: `python3 -m venv` failed: run `sudo apt-get install -y python3-venv`"
+                ) from None
     return python
 
 
@@ -176,8 +178,21 @@ def kernel_root_venv() -> None:
     python = ensure_venv(VENVS / "kernel-root")
     log("installing the ROOT-files kernel (uproot, awkward) into .venvs/kernel-root")
     pip_install(python, ["-c", str(constraints), *KERNEL_ROOT_PACKAGES])
-    run([str(python), "-m", "ipykernel", "install", "--prefix", str(VENVS / "kernel-root"), "--name", "dlaas-root",
-         "--display-name", "Python 3 (ROOT files: uproot)"], stdout=subprocess.DEVNULL)
+    run(
+        [
+            str(python),
+            "-m",
+            "ipykernel",
+            "install",
+            "--prefix",
+            str(VENVS / "kernel-root"),
+            "--name",
+            "dlaas-root",
+            "--display-name",
+            "Python 3 (ROOT files: uproot)",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     stamp("kernel-root", key)
 
 
@@ -195,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--test", action="store_true", help="also install what the test suite needs")
-    mode.add_argument("--fast", action="store_true",
-                      help="only the main virtual environment (unit tests, deployment checks, lint)")
+    mode.add_argument(
+        "--fast", action="store_true", help="only the main virtual environment (unit tests, deployment checks, lint)"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.fast:

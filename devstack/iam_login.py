@@ -44,8 +44,9 @@ class _FormParser(HTMLParser):
             self.errors.append(data.strip())
 
 
-def login(session: requests.Session, start_url: str, username: str, password: str, stop_at: str,
-          timeout: float = 10) -> str:
+def login(
+    session: requests.Session, start_url: str, username: str, password: str, stop_at: str, timeout: float = 10
+) -> str:
     """Follow `start_url` through the IAM login form; return the first URL starting with `stop_at`."""
     url, method, data = start_url, "GET", None
     for _ in range(20):
@@ -73,14 +74,27 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def code_flow_tokens(iam, client: dict, username: str, password: str,
-                     scope: str = "openid profile email offline_access", verifier: str | None = None) -> dict:
+def code_flow_tokens(
+    iam,
+    client: dict,
+    username: str,
+    password: str,
+    scope: str = "openid profile email offline_access",
+    verifier: str | None = None,
+) -> dict:
     """Authorization code + PKCE for `client` as `username`; returns the token endpoint's JSON answer."""
     redirect_uri = client["redirect_uris"][0]
     real_verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
-    params = {"response_type": "code", "client_id": client["client_id"], "redirect_uri": redirect_uri,
-              "scope": scope, "state": state, "code_challenge": challenge, "code_challenge_method": "S256"}
+    params = {
+        "response_type": "code",
+        "client_id": client["client_id"],
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     with requests.Session() as browser:
         final = login(browser, f"{iam.url}/authorize?{urlencode(params)}", username, password, stop_at=redirect_uri)
     query = parse_qs(urlparse(final).query)
@@ -88,8 +102,12 @@ def code_flow_tokens(iam, client: dict, username: str, password: str,
         raise LoginError("the state parameter came back changed")
     if "code" not in query:
         raise LoginError(query.get("error_description", query.get("error", ["no code returned"]))[0])
-    form = {"grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": redirect_uri,
-            "code_verifier": verifier or real_verifier}
+    form = {
+        "grant_type": "authorization_code",
+        "code": query["code"][0],
+        "redirect_uri": redirect_uri,
+        "code_verifier": verifier or real_verifier,
+    }
     return token_request(iam, client, form)
 
 
@@ -106,8 +124,11 @@ def token_request(iam, client: dict, form: dict) -> dict:
 
 def exchange(iam, client: dict, subject_token: str, audience: str | None = None, scope: str | None = None) -> dict:
     """RFC 8693 token exchange as INDIGO IAM does it (IAM requires `scope`; left out here, the IAM refuses it)."""
-    form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": subject_token,
-            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"}
+    form = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": subject_token,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+    }
     if audience:
         form["audience"] = audience
     if scope:

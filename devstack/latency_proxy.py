@@ -13,6 +13,7 @@ direction applies back-pressure instead of buffering without limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -21,8 +22,9 @@ QUEUE_CHUNKS = 256
 
 
 class LatencyProxy:
-    def __init__(self, target: tuple[str, int], delay: float = 0.025, host: str = "127.0.0.1", port: int = 0,
-                 sock=None):
+    def __init__(
+        self, target: tuple[str, int], delay: float = 0.025, host: str = "127.0.0.1", port: int = 0, sock=None
+    ):
         """`sock`: an already bound, listening socket to serve instead of binding host:port (e.g. one bound in
         another network namespace)."""
         if delay < 0:
@@ -59,10 +61,8 @@ class LatencyProxy:
             if writer.can_write_eof():
                 writer.write_eof()
 
-        try:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             await asyncio.gather(receive(), send())
-        except (ConnectionError, asyncio.CancelledError):
-            pass
 
     async def _handle(self, client_reader, client_writer) -> None:
         self._writers.add(client_writer)

@@ -49,7 +49,7 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
             rows.append(
                 f'<label class="dlaas-profile" style="display:block;margin:.6em 0">'
                 f'<input type="radio" name="profile" value="{html.escape(p["slug"])}"{" checked" if i == 0 else ""}> '
-                f'<b>{html.escape(p["display_name"])}</b><br><small>{html.escape(p.get("description", ""))}</small>'
+                f"<b>{html.escape(p['display_name'])}</b><br><small>{html.escape(p.get('description', ''))}</small>"
                 f"</label>"
             )
         return "<p>Choose an environment:</p>" + "".join(rows)

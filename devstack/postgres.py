@@ -81,8 +81,19 @@ class Postgres(Service):
                     break
             shutil.chown(self.root, self.user, self.user)
         if not (self.data / "PG_VERSION").exists():
-            result = self._run([str(PG_BIN / "initdb"), "-D", str(self.data), "--auth-local=peer",
-                                "--auth-host=reject", "-E", "UTF8", "--no-locale", "--no-sync"])
+            result = self._run(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "--auth-local=peer",
+                    "--auth-host=reject",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ]
+            )
             if result.returncode != 0:
                 shutil.rmtree(self.data, ignore_errors=True)
                 last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
@@ -104,9 +115,27 @@ class Postgres(Service):
             shutil.chown(self.socket_dir, self.user, self.user)
         self.process = Process(
             "postgres",
-            [str(PG_BIN / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
-             "-k", str(self.socket_dir), "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+            [
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(self.data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.socket_dir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=64MB",
+            ],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,
             ready=self._ready,
@@ -124,8 +153,23 @@ class Postgres(Service):
 
     def _psql(self, sql: str, db: str = "postgres") -> str:
         """Run `sql` as the superuser through the private socket (peer), the statement on stdin."""
-        result = self._run([str(PG_BIN / "psql"), "-h", str(self.socket_dir), "-p", str(self.port), "-d", db,
-                            "-v", "ON_ERROR_STOP=1", "-tAq", "-f", "-"], stdin=sql)
+        result = self._run(
+            [
+                str(PG_BIN / "psql"),
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAq",
+                "-f",
+                "-",
+            ],
+            stdin=sql,
+        )
         if result.returncode != 0:
             raise ServiceError(f"psql failed: {result.stderr.strip()}")
         return result.stdout.strip()
@@ -133,4 +177,3 @@ class Postgres(Service):
     def _ensure_database(self) -> None:
         if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'") != "1":
             self._psql(f"CREATE DATABASE {DATABASE}")
-

@@ -7,6 +7,7 @@ A pidfile records the PID and the command line, so `devstack down` from another 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -157,7 +158,7 @@ class Process:
     def start(self) -> Process:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab", buffering=0)
+        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child; closed after Popen
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
         try:
             self.proc = subprocess.Popen(
@@ -170,7 +171,9 @@ class Process:
                 start_new_session=True,
             )
         except FileNotFoundError as e:
-            raise ServiceError(f"cannot start {self.name}: {e.filename} not found; run `make up` to install it") from None
+            raise ServiceError(
+                f"cannot start {self.name}: {e.filename} not found; run `make up` to install it"
+            ) from None
         finally:
             log.close()
         self._write_pidfile()
@@ -233,10 +236,8 @@ def stop_group(
                 return
             time.sleep(0.05)
     if popen is not None:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             popen.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def _group_alive(pgid: int) -> bool:

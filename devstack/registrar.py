@@ -46,8 +46,13 @@ class LocalRegistrar(Service):
 
         ensure_port_free("127.0.0.1", self.port, "registration service", "DLAAS_REGISTRAR_PORT")
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config = self.rucio.client_config(self.dir / "rucio.cfg", account=REGISTRAR_ACCOUNT, auth_type="userpass",
-                                          username=REGISTRAR_ACCOUNT, password=registrar_password(self.rucio))
+        config = self.rucio.client_config(
+            self.dir / "rucio.cfg",
+            account=REGISTRAR_ACCOUNT,
+            auth_type="userpass",
+            username=REGISTRAR_ACCOUNT,
+            password=registrar_password(self.rucio),
+        )
         scratch = rse_dir(self.settings, SCRATCH_RSE)
         scratch.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "RUCIO_", "BEARER_TOKEN"))}
@@ -61,9 +66,20 @@ class LocalRegistrar(Service):
         )
         self.process = Process(
             "dlaas-registrar",
-            [str(MAIN_PYTHON), "-m", "dlaas_registrar", "--ip", "127.0.0.1", "--port", str(self.port),
-             "--scratch-root", str(scratch), "--scratch-rse", SCRATCH_RSE,
-             f"--Registrar.rucio_token_dir={self.dir / 'rucio-tokens'}"],
+            [
+                str(MAIN_PYTHON),
+                "-m",
+                "dlaas_registrar",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--scratch-root",
+                str(scratch),
+                "--scratch-rse",
+                SCRATCH_RSE,
+                f"--Registrar.rucio_token_dir={self.dir / 'rucio-tokens'}",
+            ],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,
             ready=http_ready(f"http://127.0.0.1:{self.port}{PREFIX}api/health"),

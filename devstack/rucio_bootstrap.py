@@ -5,10 +5,9 @@ A database that already has the schema is left alone, so a second `make up` reus
 
 import sys
 
-from sqlalchemy import inspect
-
 from rucio.db.sqla.session import get_engine
 from rucio.db.sqla.util import build_database, create_base_vo, create_root_account
+from sqlalchemy import inspect
 
 
 def main() -> int:

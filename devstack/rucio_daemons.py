@@ -54,7 +54,6 @@ class RucioDaemons(Service):
         return self
 
 
-
 def _cycle() -> None:
     from rucio.daemons.conveyor import finisher, poller, submitter
     from rucio.daemons.judge import cleaner, evaluator, repairer

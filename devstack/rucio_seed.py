@@ -15,6 +15,7 @@ RSEs (directories under <state>/rses/<RSE>):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import zlib
@@ -62,12 +63,18 @@ def demo_datasets(full: bool) -> dict[tuple[str, str], list[DemoFile]]:
             out += block * 64
         return bytes(out[:size])
 
-    large = [DemoFile(DEMO_SCOPE, f"higgs-candidates.{i:02d}.root", blob(f"higgs{i}", 3 * 1024**2 + i))
-             for i in range(3)]
+    large = [
+        DemoFile(DEMO_SCOPE, f"higgs-candidates.{i:02d}.root", blob(f"higgs{i}", 3 * 1024**2 + i)) for i in range(3)
+    ]
     count = 2000 if full else 40
-    small = [DemoFile(DEMO_SCOPE, f"cosmic-ray-event.{i:05d}.json",
-                      json.dumps({"event": i, "energy_gev": round(1 + (i * 7919 % 1000) / 10, 1)}).encode())
-             for i in range(count)]
+    small = [
+        DemoFile(
+            DEMO_SCOPE,
+            f"cosmic-ray-event.{i:05d}.json",
+            json.dumps({"event": i, "energy_gev": round(1 + (i * 7919 % 1000) / 10, 1)}).encode(),
+        )
+        for i in range(count)
+    ]
     alice = [DemoFile("user.alice", "alice-notes.txt", b"Alice's first file in the Data Lake.\n")]
     return {
         (DEMO_SCOPE, "higgs-candidates"): large,
@@ -90,7 +97,7 @@ def rse_dir(settings: Settings, rse: str) -> Path:
 
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def site_of(rse: str) -> str:
@@ -148,8 +155,9 @@ def ensure_registrar(client, password: str) -> int:
         client.add_account(REGISTRAR_ACCOUNT, "SERVICE", "registrar@dlaas.invalid")
         added = 1
     if not any(i["type"] == "USERPASS" for i in client.list_identities(REGISTRAR_ACCOUNT)):
-        client.add_identity(REGISTRAR_ACCOUNT, REGISTRAR_ACCOUNT, "USERPASS", "registrar@dlaas.invalid",
-                            default=True, password=password)
+        client.add_identity(
+            REGISTRAR_ACCOUNT, REGISTRAR_ACCOUNT, "USERPASS", "registrar@dlaas.invalid", default=True, password=password
+        )
     attrs = {a["key"] for page in client.list_account_attributes(REGISTRAR_ACCOUNT) for a in page}
     if "dlaas_registrar" not in attrs:
         client.add_account_attribute(REGISTRAR_ACCOUNT, "dlaas_registrar", "True")
@@ -191,18 +199,26 @@ def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | Non
         if rse in existing_rses:
             continue
         client.add_rse(rse, deterministic=(rse != SCRATCH_RSE))
-        client.add_protocol(rse, {
-            "scheme": "file",
-            "hostname": "localhost",  # posix protocols need a hostname, or the reaper deletes nothing
-            "port": 0,
-            "prefix": f"{directory}/",
-            "impl": "rucio.rse.protocols.posix.Default",
-            "domains": {
-                "lan": {"read": 1, "write": 1, "delete": 1},
-                "wan": {"read": 1, "write": 1, "delete": 1, "third_party_copy_read": 1,
-                        "third_party_copy_write": 1},
+        client.add_protocol(
+            rse,
+            {
+                "scheme": "file",
+                "hostname": "localhost",  # posix protocols need a hostname, or the reaper deletes nothing
+                "port": 0,
+                "prefix": f"{directory}/",
+                "impl": "rucio.rse.protocols.posix.Default",
+                "domains": {
+                    "lan": {"read": 1, "write": 1, "delete": 1},
+                    "wan": {
+                        "read": 1,
+                        "write": 1,
+                        "delete": 1,
+                        "third_party_copy_read": 1,
+                        "third_party_copy_write": 1,
+                    },
+                },
             },
-        })
+        )
         client.add_rse_attribute(rse, "site", site_of(rse))
         client.add_rse_attribute(rse, "fts", "devcopy://localhost")
         if rse == SCRATCH_RSE:
@@ -214,10 +230,8 @@ def seed(settings: Settings, server, *, full: bool = True, iam_issuer: str | Non
     for src in RSES:
         for dst in RSES:
             if src != dst:
-                try:
+                with contextlib.suppress(Duplicate):
                     client.add_distance(src, dst, {"distance": 1})
-                except Duplicate:
-                    pass
     for user in [{"username": "root"}, *load_users()]:
         limits = client.get_local_account_limits(user["username"])
         for rse in RSES:
@@ -246,20 +260,27 @@ def _seed_demo_data(settings: Settings, client, full: bool) -> int:
         for chunk in _chunks(missing, 1000):
             pfns = {}
             for part in _chunks(chunk, 40):  # lfns2pfns is a GET: stay under gunicorn's 4 KiB request line
-                pfns.update(client.lfns2pfns(REPLICA_RSE, [f"{f.scope}:{f.name}" for f in part], operation="write",
-                                             scheme="file"))
+                pfns.update(
+                    client.lfns2pfns(
+                        REPLICA_RSE, [f"{f.scope}:{f.name}" for f in part], operation="write", scheme="file"
+                    )
+                )
             for f in chunk:
                 path = Path(pfns[f"{f.scope}:{f.name}"].removeprefix("file://localhost"))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(f.content)
-            client.add_replicas(REPLICA_RSE, [
-                {"scope": f.scope, "name": f.name, "bytes": len(f.content), "adler32": f.adler32, "md5": f.md5}
-                for f in chunk
-            ])
+            client.add_replicas(
+                REPLICA_RSE,
+                [
+                    {"scope": f.scope, "name": f.name, "bytes": len(f.content), "adler32": f.adler32, "md5": f.md5}
+                    for f in chunk
+                ],
+            )
             client.attach_dids(scope, dataset, [{"scope": f.scope, "name": f.name} for f in chunk])
         added += len(missing)
         if not list(client.list_did_rules(scope, dataset)):
             # Pin the demo data on the replica-mode RSE so no daemon ever cleans it up.
-            client.add_replication_rule([{"scope": scope, "name": dataset}], 1, REPLICA_RSE,
-                                        comment="demo data of the local data lake")
+            client.add_replication_rule(
+                [{"scope": scope, "name": dataset}], 1, REPLICA_RSE, comment="demo data of the local data lake"
+            )
     return added

@@ -123,17 +123,35 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
         sections: dict[str, dict[str, str]] = {
             "common": {"logdir": str(self.dir / "logs"), "loglevel": "INFO"},
             "client": {"rucio_host": self.url, "auth_host": self.url},
-            "database": {"default": self.db_url, "pool_size": "10", "max_overflow": "20", "pool_recycle": "3600",
-                         "echo": "0", "pool_reset_on_return": "rollback"},
-            "bootstrap": {"userpass_identity": "root", "userpass_pwd": self.root_password,
-                          "userpass_email": "root@dlaas.invalid"},
+            "database": {
+                "default": self.db_url,
+                "pool_size": "10",
+                "max_overflow": "20",
+                "pool_recycle": "3600",
+                "echo": "0",
+                "pool_reset_on_return": "rollback",
+            },
+            "bootstrap": {
+                "userpass_identity": "root",
+                "userpass_pwd": self.root_password,
+                "userpass_email": "root@dlaas.invalid",
+            },
             "alembic": {"cfg": str(alembic_ini)},
             # The DLaaS policy package: only the registration service registers replicas on the scratch RSE.
-            "policy": {"package": "dlaas_rucio_policy", "permission": "generic", "schema": "generic",
-                       "lfn2pfn_algorithm_default": "hash",
-                       "support": "https://github.com/escape-dlaas", "support_rucio": "https://rucio.cern.ch"},
-            "oidc": {"idpsecrets": str(idp), "admin_issuer": self.iam_issuer, "expected_audience": "rucio",
-                     "expected_scope": "openid profile"},
+            "policy": {
+                "package": "dlaas_rucio_policy",
+                "permission": "generic",
+                "schema": "generic",
+                "lfn2pfn_algorithm_default": "hash",
+                "support": "https://github.com/escape-dlaas",
+                "support_rucio": "https://rucio.cern.ch",
+            },
+            "oidc": {
+                "idpsecrets": str(idp),
+                "admin_issuer": self.iam_issuer,
+                "expected_audience": "rucio",
+                "expected_scope": "openid profile",
+            },
             "api": {"endpoints": ""},
             "conveyor": {"scheme": "file,posix,root", "transfertool": "devcopy", "use_preparer": "False"},
             "monitor": {"enable_metrics": "False"},
@@ -170,9 +188,19 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
         self.bootstrap_database()
         self.process = Process(
             "rucio-server",
-            [str(RUCIO_VENV / "bin" / "gunicorn"), "--no-control-socket", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "--timeout", "120", "--graceful-timeout", "5",
-             "rucio.web.rest.flaskapi.v1.main:application"],
+            [
+                str(RUCIO_VENV / "bin" / "gunicorn"),
+                "--no-control-socket",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--timeout",
+                "120",
+                "--graceful-timeout",
+                "5",
+                "rucio.web.rest.flaskapi.v1.main:application",
+            ],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,
             ready=http_ready(f"{self.url}/ping"),
@@ -182,7 +210,6 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
         ).start()
         return self
 
-
     def root_client(self):
         """A rucio-clients Client (main venv) logged in as root, its token cache inside the state directory."""
         from rucio.client import Client
@@ -191,14 +218,33 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
             # The default cache (/tmp/.rucio_<user>) would hand tokens of another server instance around.
             TOKEN_PATH_PREFIX = str(self.dir / "client-tokens" / ".rucio_")
 
-        return StateDirClient(rucio_host=self.url, auth_host=self.url, account="root", auth_type="userpass",
-                              creds={"username": "root", "password": self.root_password})
+        return StateDirClient(
+            rucio_host=self.url,
+            auth_host=self.url,
+            account="root",
+            auth_type="userpass",
+            creds={"username": "root", "password": self.root_password},
+        )
 
-    def client_config(self, path: Path, *, account: str, auth_type: str = "oidc", token_file: Path | None = None,
-                      username: str | None = None, password: str | None = None) -> Path:
+    def client_config(
+        self,
+        path: Path,
+        *,
+        account: str,
+        auth_type: str = "oidc",
+        token_file: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> Path:
         """A rucio.cfg for rucio-clients (in .venvs/main) talking to this server."""
-        lines = ["[client]", f"rucio_host = {self.url}", f"auth_host = {self.url}", f"auth_type = {auth_type}",
-                 f"account = {account}", "request_retries = 2"]
+        lines = [
+            "[client]",
+            f"rucio_host = {self.url}",
+            f"auth_host = {self.url}",
+            f"auth_type = {auth_type}",
+            f"account = {account}",
+            "request_retries = 2",
+        ]
         if auth_type == "userpass":
             lines += [f"username = {username or 'root'}", f"password = {password or self.root_password}"]
         if token_file is not None:

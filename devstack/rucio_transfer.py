@@ -125,8 +125,7 @@ class DevCopyTransfertool(Transfertool):
             errors = []
             for source in transfer.sources:  # multi-source: first source that copies cleanly wins
                 try:
-                    copy_file(transfer.source_url(source), transfer.dest_url, size=rws.byte_count,
-                              adler32=rws.adler32)
+                    copy_file(transfer.source_url(source), transfer.dest_url, size=rws.byte_count, adler32=rws.adler32)
                     errors = []
                     break
                 except (CopyError, OSError) as e:
@@ -154,8 +153,7 @@ class DevCopyTransfertool(Transfertool):
                 outcomes = {}
             for request_id in requests:
                 outcome = outcomes.get(str(request_id), {"ok": False, "error": "devcopy lost track of this job"})
-                response.setdefault(external_id, {})[request_id] = DevCopyStatusReport(request_id, external_id,
-                                                                                        outcome)
+                response.setdefault(external_id, {})[request_id] = DevCopyStatusReport(request_id, external_id, outcome)
         return response
 
     def cancel(self, transfer_ids, timeout=None) -> bool:

@@ -21,8 +21,15 @@ class Started:
 
 
 class Stack:
-    def __init__(self, settings: Settings, *, full_seed: bool = True, with_hub: bool = True,
-                 iam_options: dict | None = None, hub_options: dict | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        full_seed: bool = True,
+        with_hub: bool = True,
+        iam_options: dict | None = None,
+        hub_options: dict | None = None,
+    ):
         self.settings = settings
         self.full_seed = full_seed
         self.with_hub = with_hub
@@ -94,8 +101,9 @@ class Stack:
         self.daemons = self._add("Rucio daemons", RucioDaemons(s, self.rucio), progress)
         if self.with_hub:
             # The registration service first: the hub waits up to 30 s at start for the services it knows.
-            self.registrar = self._add("registration service", LocalRegistrar(s, self.rucio, hub_url=s.hub_url),
-                                       progress)
+            self.registrar = self._add(
+                "registration service", LocalRegistrar(s, self.rucio, hub_url=s.hub_url), progress
+            )
             hub = LocalHub(s, iam=self.iam, rucio_url=self.rucio.url, registrar=True, **self.hub_options)
             self.hub = self._add("JupyterHub", hub, progress)
 
@@ -133,8 +141,11 @@ class Stack:
             f"  PostgreSQL     127.0.0.1:{self.postgres.port}",
             f"  XRootD origin  {self.xrootd.origin_url} (EULAKE-1, one-way delay {self.xrootd.delay_ms:g} ms)",
             f"  XCache         {self.xrootd.cache_url} (proxy of site LOCAL; allowed origins from {self.cric.url})",
-            *([f"  Uploads        {self.registrar.url} (registration service, a hub service)"]
-              if self.with_hub else []),
+            *(
+                [f"  Uploads        {self.registrar.url} (registration service, a hub service)"]
+                if self.with_hub
+                else []
+            ),
             f"  RSE storage    {s.state_dir / 'rses'} (EULAKE-1, DESY-DCACHE, DLAAS-SCRATCH)",
             f"  state and logs {s.state_dir}",
             "",

@@ -72,8 +72,10 @@ class Supervisor:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError as e:
-                raise SystemExit(f"xrootd: cannot listen on 127.0.0.1:{port} for the {name} ({e.strerror}): "
-                                 f"stop what uses it or choose another port") from None
+                raise SystemExit(
+                    f"xrootd: cannot listen on 127.0.0.1:{port} for the {name} ({e.strerror}): "
+                    f"stop what uses it or choose another port"
+                ) from None
             s.listen(128)
             s.setblocking(False)
             self.public[name] = s
@@ -86,8 +88,10 @@ class Supervisor:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.unshare(CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
-            raise SystemExit(f"xrootd: cannot create a network namespace ({os.strerror(err)}): the local XRootD "
-                             "services need root (CAP_SYS_ADMIN)")
+            raise SystemExit(
+                f"xrootd: cannot create a network namespace ({os.strerror(err)}): the local XRootD "
+                "services need root (CAP_SYS_ADMIN)"
+            )
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
     def prepare_dirs(self) -> None:
@@ -102,47 +106,58 @@ class Supervisor:
         if user:
             os.chown(cache_root, user.pw_uid, user.pw_gid)
         (self.work / "origin" / "xrootd.cfg").write_text(
-            "\n".join([
-                f"xrd.port {self.origin_inner}",
-                "all.role server",
-                f"oss.localroot {self.args.export_root}",
-                *[f"all.export {e} r/o" for e in self.args.export],
-                f"all.adminpath {self.work / 'origin'}",
-                f"all.pidpath {self.work / 'origin'}",
-                "",
-            ])
+            "\n".join(
+                [
+                    f"xrd.port {self.origin_inner}",
+                    "all.role server",
+                    f"oss.localroot {self.args.export_root}",
+                    *[f"all.export {e} r/o" for e in self.args.export],
+                    f"all.adminpath {self.work / 'origin'}",
+                    f"all.pidpath {self.work / 'origin'}",
+                    "",
+                ]
+            )
         )
         (self.work / "cache" / "xrootd.cfg").write_text(
-            "\n".join([
-                f"xrd.port {self.cache_inner}",
-                "all.role server",
-                "all.export /",
-                "ofs.osslib libXrdPss.so",
-                "pss.cachelib libXrdPfc.so",
-                "pss.origin =",
-                f"oss.localroot {cache_root}",
-                "pfc.ram 1g",
-                # Read ahead: without it a first read waits one round trip to the origin per block (1 MiB).
-                "pfc.blocksize 1M",
-                "pfc.prefetch 10",
-                f"all.adminpath {self.work / 'cache'}",
-                f"all.pidpath {self.work / 'cache'}",
-                # XRootD 5.5.3's pss.permit alone may answer a refused origin with another request's file: a path
-                # rule per permitted origin refuses the others first (see dlaas_xcache.authdb). Both files are
-                # written by the CacheRunner from the checked allow-list.
-                "ofs.authorize 1",
-                f"acc.authdb {self.work / 'cache' / 'origins.authdb'}",
-                "acc.audit deny",
-                f"continue {self.work / 'cache' / 'origins.cfg'}",
-                "",
-            ])
+            "\n".join(
+                [
+                    f"xrd.port {self.cache_inner}",
+                    "all.role server",
+                    "all.export /",
+                    "ofs.osslib libXrdPss.so",
+                    "pss.cachelib libXrdPfc.so",
+                    "pss.origin =",
+                    f"oss.localroot {cache_root}",
+                    "pfc.ram 1g",
+                    # Read ahead: without it a first read waits one round trip to the origin per block (1 MiB).
+                    "pfc.blocksize 1M",
+                    "pfc.prefetch 10",
+                    f"all.adminpath {self.work / 'cache'}",
+                    f"all.pidpath {self.work / 'cache'}",
+                    # XRootD 5.5.3's pss.permit alone may answer a refused origin with another request's file: a path
+                    # rule per permitted origin refuses the others first (see dlaas_xcache.authdb). Both files are
+                    # written by the CacheRunner from the checked allow-list.
+                    "ofs.authorize 1",
+                    f"acc.authdb {self.work / 'cache' / 'origins.authdb'}",
+                    "acc.audit deny",
+                    f"continue {self.work / 'cache' / 'origins.cfg'}",
+                    "",
+                ]
+            )
         )
 
     # --- children ----------------------------------------------------------------------------------------------
 
     def _spawn(self, name: str, port: int) -> subprocess.Popen:
-        argv = [XROOTD, "-c", str(self.work / name / "xrootd.cfg"), "-l", str(self.work / "logs" / f"{name}.log"),
-                "-n", name]
+        argv = [
+            XROOTD,
+            "-c",
+            str(self.work / name / "xrootd.cfg"),
+            "-l",
+            str(self.work / "logs" / f"{name}.log"),
+            "-n",
+            name,
+        ]
         if os.geteuid() == 0:
             argv[1:1] = ["-R", RUN_AS]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
@@ -158,9 +173,13 @@ class Supervisor:
 
     def start_cache(self) -> None:
         work = self.work / "cache"
-        self.cache = CacheRunner(self.origins, work / "origins.authdb", work / "origins.cfg",
-                                 spawn=lambda: self._spawn("cache", self.cache_inner),
-                                 log=lambda message: print(f"xrootd: {message}", flush=True))
+        self.cache = CacheRunner(
+            self.origins,
+            work / "origins.authdb",
+            work / "origins.cfg",
+            spawn=lambda: self._spawn("cache", self.cache_inner),
+            log=lambda message: print(f"xrootd: {message}", flush=True),
+        )
         try:
             self.cache.start()
         except AllowListError as e:
@@ -175,8 +194,11 @@ class Supervisor:
         self.prepare_dirs()
         self.children["origin"] = self._spawn("origin", self.origin_inner)
         # In the namespace, the origin's public port adds the delay; the cache dials it like any client.
-        self.proxies.append(LatencyProxy(("127.0.0.1", self.origin_inner), delay=self.args.delay_ms / 1000,
-                                         host="0.0.0.0", port=self.origin_port))
+        self.proxies.append(
+            LatencyProxy(
+                ("127.0.0.1", self.origin_inner), delay=self.args.delay_ms / 1000, host="0.0.0.0", port=self.origin_port
+            )
+        )
         self.start_cache()
         self.proxies.append(LatencyProxy(("127.0.0.1", self.origin_port), delay=0, sock=self.public["origin"]))
         self.proxies.append(LatencyProxy(("127.0.0.1", self.cache_inner), delay=0, sock=self.public["cache"]))
@@ -202,14 +224,20 @@ class Supervisor:
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         try:
             self.start()
-            print(f"xrootd: origin on 127.0.0.1:{self.origin_port}, cache on 127.0.0.1:{self.cache_port}, "
-                  f"delay {self.args.delay_ms} ms one way", flush=True)
+            print(
+                f"xrootd: origin on 127.0.0.1:{self.origin_port}, cache on 127.0.0.1:{self.cache_port}, "
+                f"delay {self.args.delay_ms} ms one way",
+                flush=True,
+            )
             while not self.stopping:
                 time.sleep(0.2)
                 for name, proc in self.children.items():
                     if proc.poll() is not None and not self.stopping:  # a group-wide SIGTERM reaches them first
-                        print(f"xrootd: the {name} exited with status {proc.returncode}; see "
-                              f"{self.work / 'logs' / name / (name + '.log')}", flush=True)
+                        print(
+                            f"xrootd: the {name} exited with status {proc.returncode}; see "
+                            f"{self.work / 'logs' / name / (name + '.log')}",
+                            flush=True,
+                        )
                         return 1
                 if self.cache.check():
                     self.children["cache"] = self.cache.proc
@@ -246,9 +274,18 @@ def main(argv: list[str] | None = None) -> int:
 class XRootDService(Service):
     """The supervisor as a devstack service. Ports 0 pick free ones (see `status()`)."""
 
-    def __init__(self, settings: Settings, *, export_root: Path, exports: list[str], origins_file: Path,
-                 origin_port: int | None = None, cache_port: int | None = None, delay_ms: float | None = None,
-                 name: str = "xrootd"):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        export_root: Path,
+        exports: list[str],
+        origins_file: Path,
+        origin_port: int | None = None,
+        cache_port: int | None = None,
+        delay_ms: float | None = None,
+        name: str = "xrootd",
+    ):
         self.settings = settings
         self.export_root = Path(export_root)
         self.exports = exports
@@ -265,17 +302,36 @@ class XRootDService(Service):
     def start(self) -> XRootDService:
         if shutil.which("xrootd") is None or shutil.which("ip") is None:
             raise ServiceError("XRootD is not installed (xrootd-server, iproute2): run `make up`")
-        for port, what, env in ((self.origin_port, "XRootD origin", "DLAAS_XROOTD_PORT"),
-                                (self.cache_port, "XCache", "DLAAS_XCACHE_PORT")):
+        for port, what, env in (
+            (self.origin_port, "XRootD origin", "DLAAS_XROOTD_PORT"),
+            (self.cache_port, "XCache", "DLAAS_XCACHE_PORT"),
+        ):
             ensure_port_free(self.settings.host, port, what, env)
         self.status_file.unlink(missing_ok=True)
         self.process = Process(
             self.name,
-            [sys.executable, "-m", "devstack.xrootd",
-             "--origin-port", self.origin_port, "--cache-port", self.cache_port,
-             "--export-root", self.export_root, *[a for e in self.exports for a in ("--export", e)],
-             "--cache-dir", self.cache_dir, "--origins-file", self.origins_file,
-             "--work-dir", self.dir / "work", "--status-file", self.status_file, "--delay-ms", self.delay_ms],
+            [
+                sys.executable,
+                "-m",
+                "devstack.xrootd",
+                "--origin-port",
+                self.origin_port,
+                "--cache-port",
+                self.cache_port,
+                "--export-root",
+                self.export_root,
+                *[a for e in self.exports for a in ("--export", e)],
+                "--cache-dir",
+                self.cache_dir,
+                "--origins-file",
+                self.origins_file,
+                "--work-dir",
+                self.dir / "work",
+                "--status-file",
+                self.status_file,
+                "--delay-ms",
+                self.delay_ms,
+            ],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,
             ready=self.status_file.exists,
@@ -325,9 +381,20 @@ class OriginSyncService(Service):
     def start(self) -> OriginSyncService:
         self.process = Process(
             "origin-sync",
-            [sys.executable, "-m", "dlaas_xcache.origin_sync", "--cric-url", self.cric_url,
-             "--output", self.origins_file, "--every", self.every],
-            run_dir=self.settings.run_dir, log_dir=self.settings.log_dir, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "dlaas_xcache.origin_sync",
+                "--cric-url",
+                self.cric_url,
+                "--output",
+                self.origins_file,
+                "--every",
+                self.every,
+            ],
+            run_dir=self.settings.run_dir,
+            log_dir=self.settings.log_dir,
+            cwd=REPO,
         ).start()
         return self
 
@@ -343,8 +410,15 @@ class CacheLayer(Service):
     (with `sync_every`) the periodic origin sync. Needs the seeded Rucio server (EULAKE-1's root door).
     """
 
-    def __init__(self, settings: Settings, rucio, *, sync_every: float | None = 60.0, cric_port: int | None = None,
-                 delay_ms: float | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        rucio,
+        *,
+        sync_every: float | None = 60.0,
+        cric_port: int | None = None,
+        delay_ms: float | None = None,
+    ):
         from devstack.cric import CatalogueService
 
         self.settings, self.rucio, self.sync_every = settings, rucio, sync_every
@@ -363,9 +437,13 @@ class CacheLayer(Service):
             write_catalogue(self.cric.file, catalogue_from_rucio(self.rucio.root_client()))
             self._started.append(self.cric.start())
             sync_origins(self.cric.url, self.origins_file)
-            self.xrootd = XRootDService(self.settings, export_root=rses_root(self.settings),
-                                        exports=[f"/{REPLICA_RSE}"], origins_file=self.origins_file,
-                                        delay_ms=self.delay_ms)
+            self.xrootd = XRootDService(
+                self.settings,
+                export_root=rses_root(self.settings),
+                exports=[f"/{REPLICA_RSE}"],
+                origins_file=self.origins_file,
+                delay_ms=self.delay_ms,
+            )
             self._started.append(self.xrootd.start())
             if self.sync_every:
                 self.sync = OriginSyncService(self.settings, self.cric.url, self.origins_file, self.sync_every)

@@ -47,8 +47,16 @@ def parse_request(body: bytes) -> dict:
         raise UploadRequestError("the request is not JSON") from None
     if not isinstance(data, dict):
         raise UploadRequestError("the request must be a JSON object")
-    unknown = set(data) - {"paths", "destination_rse", "scope", "dataset", "lifetime", "scratch_lifetime",
-                           "name_prefix", "dry_run"}
+    unknown = set(data) - {
+        "paths",
+        "destination_rse",
+        "scope",
+        "dataset",
+        "lifetime",
+        "scratch_lifetime",
+        "name_prefix",
+        "dry_run",
+    }
     if unknown:
         raise UploadRequestError(f"unknown fields {sorted(unknown)}")
     paths = data.get("paths")
@@ -95,8 +103,11 @@ class APIHandler(web.RequestHandler):
         if model.get("kind", "user") != "user":
             raise web.HTTPError(403, "uploads are registered for users, not for services")
         if not self.app.hub_auth.check_scopes(self.app.hub_auth.access_scopes, model):
-            raise web.HTTPError(403, f"this token may not use {self.app.service_name} "
-                                     f"(it needs access:services!service={self.app.service_name})")
+            raise web.HTTPError(
+                403,
+                f"this token may not use {self.app.service_name} "
+                f"(it needs access:services!service={self.app.service_name})",
+            )
         self.user = model
 
 
@@ -116,8 +127,9 @@ class UploadsHandler(APIHandler):
                 raise web.HTTPError(400, str(e)) from None
             except Exception as e:  # Rucio unreachable, server errors: nothing was registered
                 self.app.log.warning("upload for %s failed: %s", username, type(e).__name__)
-                raise web.HTTPError(502, "the Data Lake catalogue (Rucio) did not answer; nothing was "
-                                         "registered: try again in a minute") from None
+                raise web.HTTPError(
+                    502, "the Data Lake catalogue (Rucio) did not answer; nothing was registered: try again in a minute"
+                ) from None
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(result))
 
@@ -158,8 +170,13 @@ class Registrar(Application):
     def _service_prefix_default(self):
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.service_name}/")
 
-    aliases = {"ip": "Registrar.ip", "port": "Registrar.port", "scratch-root": "Registrar.scratch_root",
-               "scratch-rse": "Registrar.scratch_rse", "config": "Registrar.config_file"}
+    aliases = {
+        "ip": "Registrar.ip",
+        "port": "Registrar.port",
+        "scratch-root": "Registrar.scratch_root",
+        "scratch-rse": "Registrar.scratch_rse",
+        "config": "Registrar.config_file",
+    }
     config_file = Unicode("", config=True, help="A Python config file (traitlets) to load.")
 
     def initialize(self, argv=None):
@@ -205,15 +222,26 @@ class Registrar(Application):
             os.close(fd)
         registration = Registration(self.rucio_client(), scratch_rse=self.scratch_rse)
         plan = registration.plan(
-            username, files, destination_rse=request["destination_rse"], scope=request.get("scope"),
-            dataset=request.get("dataset"), lifetime=request.get("lifetime"),
-            scratch_lifetime=request.get("scratch_lifetime") or 3600, name_prefix=request.get("name_prefix") or "",
+            username,
+            files,
+            destination_rse=request["destination_rse"],
+            scope=request.get("scope"),
+            dataset=request.get("dataset"),
+            lifetime=request.get("lifetime"),
+            scratch_lifetime=request.get("scratch_lifetime") or 3600,
+            name_prefix=request.get("name_prefix") or "",
         )
         dry_run = request.get("dry_run", False)
         if not dry_run and plan.new_files:
             plan = registration.execute(plan)
-            self.log.info("registered %d files of %s in %s:%s -> %s", len(plan.files), username, plan.scope,
-                          plan.dataset, plan.destination_rse)
+            self.log.info(
+                "registered %d files of %s in %s:%s -> %s",
+                len(plan.files),
+                username,
+                plan.scope,
+                plan.dataset,
+                plan.destination_rse,
+            )
         elif not dry_run:
             plan.rules = [r["id"] for r in registration.client.list_did_rules(plan.scope, plan.dataset)]
         return {"dry_run": dry_run, **plan.as_dict()}
@@ -228,10 +256,12 @@ class Registrar(Application):
 
     def web_app(self) -> web.Application:
         prefix = "/" + self.service_prefix.strip("/") + "/"
-        return web.Application([
-            (prefix + "api/uploads", UploadsHandler, {"app": self}),
-            (prefix + "api/health", HealthHandler),
-        ])
+        return web.Application(
+            [
+                (prefix + "api/uploads", UploadsHandler, {"app": self}),
+                (prefix + "api/health", HealthHandler),
+            ]
+        )
 
     def start(self):
         async def serve():

@@ -68,7 +68,7 @@ class Plan:
 
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def _last_line(error: Exception) -> str:
@@ -94,9 +94,18 @@ class Registration:
             self._prefix = f"{proto['scheme']}://{proto['hostname']}{port}{proto['prefix'].rstrip('/')}/"
         return self._prefix
 
-    def plan(self, account: str, files: list[ScratchFile], *, destination_rse: str, scope: str | None = None,
-             dataset: str | None = None, lifetime: int | None = None, scratch_lifetime: int = 3600,
-             name_prefix: str = "") -> Plan:
+    def plan(
+        self,
+        account: str,
+        files: list[ScratchFile],
+        *,
+        destination_rse: str,
+        scope: str | None = None,
+        dataset: str | None = None,
+        lifetime: int | None = None,
+        scratch_lifetime: int = 3600,
+        name_prefix: str = "",
+    ) -> Plan:
         from rucio.common.exception import DataIdentifierNotFound, RSENotFound
 
         scope = scope or f"user.{account}"
@@ -129,8 +138,9 @@ class Registration:
             if name in names:
                 raise RegistrationError(f"{f.path} and {names[name]} would both be named {name!r}: rename one")
             names[name] = f.path
-            plan.files.append(PlannedFile(f.path, scope, name, f.bytes, f.adler32, f.md5,
-                                          f"{prefix}{account}/{f.path}"))
+            plan.files.append(
+                PlannedFile(f.path, scope, name, f.bytes, f.adler32, f.md5, f"{prefix}{account}/{f.path}")
+            )
         # DIDs that exist already: the same file again is fine (idempotent), another file is refused.
         existing = {}
         for chunk in _chunks([{"scope": scope, "name": f.name} for f in plan.files], 500):
@@ -141,8 +151,10 @@ class Registration:
             if meta is None:
                 continue
             if meta.get("adler32") != f.adler32 or meta.get("bytes") != f.bytes:
-                raise RegistrationError(f"{scope}:{f.name} already exists with another content (adler32 "
-                                        f"{meta.get('adler32')}): choose another name (--name-prefix)")
+                raise RegistrationError(
+                    f"{scope}:{f.name} already exists with another content (adler32 "
+                    f"{meta.get('adler32')}): choose another name (--name-prefix)"
+                )
             f.state = "registered"
         try:
             did = self.client.get_did(scope, dataset)
@@ -155,22 +167,35 @@ class Registration:
 
     def _rules(self, plan: Plan) -> list[dict]:
         return [
-            {"account": plan.account, "copies": 1, "rse_expression": plan.scratch_rse,
-             "lifetime": plan.scratch_lifetime, "comment": "datalakectl: keep on scratch while copying"},
-            {"account": plan.account, "copies": 1, "rse_expression": plan.destination_rse,
-             "lifetime": plan.lifetime, "comment": "datalakectl: upload from scratch"},
+            {
+                "account": plan.account,
+                "copies": 1,
+                "rse_expression": plan.scratch_rse,
+                "lifetime": plan.scratch_lifetime,
+                "comment": "datalakectl: keep on scratch while copying",
+            },
+            {
+                "account": plan.account,
+                "copies": 1,
+                "rse_expression": plan.destination_rse,
+                "lifetime": plan.lifetime,
+                "comment": "datalakectl: upload from scratch",
+            },
         ]
 
     def execute(self, plan: Plan) -> Plan:
         """Register the plan in one atomic call (new dataset) or one attach (existing dataset)."""
         from rucio.common.exception import RucioException
 
-        replicas = [{"scope": f.scope, "name": f.name, "bytes": f.bytes, "adler32": f.adler32, "md5": f.md5,
-                     "pfn": f.pfn} for f in plan.new_files]
+        replicas = [
+            {"scope": f.scope, "name": f.name, "bytes": f.bytes, "adler32": f.adler32, "md5": f.md5, "pfn": f.pfn}
+            for f in plan.new_files
+        ]
         try:
             if not plan.dataset_exists:
-                self.client.add_dataset(plan.scope, plan.dataset, rules=self._rules(plan), files=replicas,
-                                        rse=plan.scratch_rse)
+                self.client.add_dataset(
+                    plan.scope, plan.dataset, rules=self._rules(plan), files=replicas, rse=plan.scratch_rse
+                )
             elif replicas:
                 self.client.attach_dids(plan.scope, plan.dataset, replicas, rse=plan.scratch_rse)
         except RucioException as e:

@@ -47,8 +47,10 @@ def split_path(relpath: str) -> list[str]:
         if part in ("", ".", ".."):
             raise ScratchPathError(f"{relpath!r} is not a plain path inside your scratch area (no '..', '.' or '//')")
         if not COMPONENT.fullmatch(part):
-            raise ScratchPathError(f"{relpath!r}: {part!r} cannot be uploaded; use letters, digits and . _ - + @ = ,"
-                                   " (not starting with a dot) in file and folder names")
+            raise ScratchPathError(
+                f"{relpath!r}: {part!r} cannot be uploaded; use letters, digits and . _ - + @ = ,"
+                " (not starting with a dot) in file and folder names"
+            )
     return parts
 
 
@@ -60,11 +62,13 @@ def open_user_directory(scratch_root: str, username: str) -> int:
     try:
         return os.open(username, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
     except FileNotFoundError:
-        raise ScratchPathError("you have no scratch directory yet: start your server once, then put files "
-                               "in your scratch area") from None
+        raise ScratchPathError(
+            "you have no scratch directory yet: start your server once, then put files in your scratch area"
+        ) from None
     except (NotADirectoryError, OSError) as e:
-        raise ScratchPathError(f"your scratch directory cannot be used ({os.strerror(e.errno)}): "
-                               "ask the operators") from None
+        raise ScratchPathError(
+            f"your scratch directory cannot be used ({os.strerror(e.errno)}): ask the operators"
+        ) from None
     finally:
         os.close(root)
 
@@ -127,8 +131,9 @@ class _Walk:
         for name in sorted(n for n in os.listdir(dir_fd) if not n.startswith(".")):
             child = f"{relpath}/{name}"
             if not COMPONENT.fullmatch(name):
-                raise ScratchPathError(f"{child}: {name!r} cannot be uploaded; rename it using letters, digits "
-                                       "and . _ - + @ = ,")
+                raise ScratchPathError(
+                    f"{child}: {name!r} cannot be uploaded; rename it using letters, digits and . _ - + @ = ,"
+                )
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 raise ScratchPathError(f"{child} is a symbolic link: only regular files are uploaded")
@@ -150,7 +155,7 @@ def collect(user_dir_fd: int, relpaths: list[str], *, max_files: int = 1000) -> 
         try:
             for i, part in enumerate(parts):
                 last = i == len(parts) - 1
-                fds.append(_open_in(fds[-1], part, "/".join(parts[:i + 1]), directory=not last))
+                fds.append(_open_in(fds[-1], part, "/".join(parts[: i + 1]), directory=not last))
             walk.add(fds[-1], "/".join(parts))
         finally:
             for fd in fds:

@@ -40,8 +40,13 @@ UPLOAD_HINT = "files of the scratch area are registered by the DLaaS registratio
 
 @cache
 def _base():
-    name = config.config_get("policy", "dlaas_base_permission", raise_exception=False,
-                             default="rucio.core.permission.generic", check_config_table=False)
+    name = config.config_get(
+        "policy",
+        "dlaas_base_permission",
+        raise_exception=False,
+        default="rucio.core.permission.generic",
+        check_config_table=False,
+    )
     return importlib.import_module(name)
 
 
@@ -88,8 +93,10 @@ def _is_scratch(rse_id, session) -> bool:
 def _is_registrar(issuer, session) -> bool:
     from rucio.core.account import list_account_attributes
 
-    return any(a["key"] == REGISTRAR_ATTRIBUTE and _truthy(a["value"])
-               for a in list_account_attributes(issuer, session=session))
+    return any(
+        a["key"] == REGISTRAR_ATTRIBUTE and _truthy(a["value"])
+        for a in list_account_attributes(issuer, session=session)
+    )
 
 
 def _scope_owner(scope, vo: str, session) -> str | None:
@@ -170,7 +177,7 @@ def _pfn_error(pfn, rse_id, owner: str, session) -> str | None:
         own = f"{prefix.rstrip('/')}/{owner}/"
         if not path.startswith(own):
             continue
-        parts = path[len(own):].split("/")
+        parts = path[len(own) :].split("/")
         if any(part in ("", ".", "..") for part in parts):
             return f"PFN {pfn!r} is not a clean path inside {owner}'s scratch directory"
         return None

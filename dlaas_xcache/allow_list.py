@@ -99,8 +99,9 @@ def parse(text: str) -> list[Origin]:
         if not words or words[0].startswith("#"):
             continue
         if words[0] != "pss.permit" or len(words) != 2:
-            raise AllowListError(f"line {number} is not `pss.permit <host>[:<port>]` or a whole-line comment: "
-                                 f"{line.strip()[:80]!r}")
+            raise AllowListError(
+                f"line {number} is not `pss.permit <host>[:<port>]` or a whole-line comment: {line.strip()[:80]!r}"
+            )
         try:
             origins.add(Origin.parse(words[1]))
         except AllowListError as e:
@@ -114,6 +115,8 @@ def render(origins, source: str) -> str:
     """The list as dlaas-xcache-origin-sync writes it: every port explicit, no timestamp (an unchanged catalogue
     gives byte-identical text, so nothing is rewritten and the cache is not restarted)."""
     origins = sorted(set(origins))
-    header = [f"# Allowed origins of this XCache: {len(origins)} storage endpoints from {source}",
-              "# Written by dlaas-xcache-origin-sync; edits are overwritten."]
+    header = [
+        f"# Allowed origins of this XCache: {len(origins)} storage endpoints from {source}",
+        "# Written by dlaas-xcache-origin-sync; edits are overwritten.",
+    ]
     return "\n".join([*header, *(f"pss.permit {o.netloc}" for o in origins)]) + "\n"

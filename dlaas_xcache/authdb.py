@@ -48,8 +48,11 @@ def rules(origins: list[Origin]) -> list[str]:
 def authdb(origins: list[Origin]) -> str:
     """acc.authdb text letting anyone look up and read (`lr`) the paths of the permitted origins, and nothing else."""
     # One record for the id `u *` (XrdAcc takes one per id), continued over lines with backslashes.
-    return ("# Paths the XCache serves: those of its permitted origins (from the pss.permit allow-list).\n"
-            + " \\\n  ".join(["u *", *(f"{prefix} lr" for prefix in rules(origins))]) + "\n")
+    return (
+        "# Paths the XCache serves: those of its permitted origins (from the pss.permit allow-list).\n"
+        + " \\\n  ".join(["u *", *(f"{prefix} lr" for prefix in rules(origins))])
+        + "\n"
+    )
 
 
 def write(path: Path, origins: list[Origin]) -> None:
@@ -58,8 +61,9 @@ def write(path: Path, origins: list[Origin]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="dlaas-xcache-authdb",
-                                description="Write the XCache's acc.authdb from its pss.permit allow-list.")
+    p = argparse.ArgumentParser(
+        prog="dlaas-xcache-authdb", description="Write the XCache's acc.authdb from its pss.permit allow-list."
+    )
     p.add_argument("--origins", required=True, help="the allow-list (pss.permit lines)")
     p.add_argument("--output", required=True, help="the authdb to write (acc.authdb)")
     args = p.parse_args(argv)
@@ -67,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         origins = allow_list.parse(Path(args.origins).read_text())
         write(Path(args.output), origins)
     except allow_list.AllowListError as e:
-        print(f"dlaas-xcache-authdb: {args.origins}: {e}; fix the list (dlaas-xcache-origin-sync writes it)",
-              file=sys.stderr)
+        print(
+            f"dlaas-xcache-authdb: {args.origins}: {e}; fix the list (dlaas-xcache-origin-sync writes it)",
+            file=sys.stderr,
+        )
         return 1
     except OSError as e:
         print(f"dlaas-xcache-authdb: cannot derive the authdb: {e}", file=sys.stderr)

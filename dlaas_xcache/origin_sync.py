@@ -124,8 +124,7 @@ def write_file(path: Path, text: str) -> bool:
     return True
 
 
-def update_kubernetes(allow: AllowList, namespace: str, configmap: str, key: str = "origins.cfg",
-                      api=None) -> bool:
+def update_kubernetes(allow: AllowList, namespace: str, configmap: str, key: str = "origins.cfg", api=None) -> bool:
     """Put the list into the cache's ConfigMap if it changed; returns whether it did. The cache, which mounts the
     ConfigMap, picks the new list up by itself (dlaas-xcache-serve)."""
     if api is None:
@@ -141,7 +140,7 @@ def update_kubernetes(allow: AllowList, namespace: str, configmap: str, key: str
     return True
 
 
-# --- command line ------------------------------------------------------------------------------------------------------
+# --- command line -----------------------------------------------------------------------------------------------
 
 
 def sync_once(args) -> int:
@@ -159,8 +158,12 @@ def sync_once(args) -> int:
         try:
             changed = update_kubernetes(allow, args.namespace, args.configmap)
         except Exception as e:  # the API client raises many types; the reason is all the operator needs
-            print(f"dlaas-xcache-origin-sync: cannot update ConfigMap {args.namespace}/{args.configmap}: "
-                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr, flush=True)
+            print(
+                f"dlaas-xcache-origin-sync: cannot update ConfigMap {args.namespace}/{args.configmap}: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                file=sys.stderr,
+                flush=True,
+            )
             return 1
         where = f"ConfigMap {args.namespace}/{args.configmap}"
     state = "updated" if changed else "unchanged"
@@ -170,21 +173,28 @@ def sync_once(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="dlaas-xcache-origin-sync", description=__doc__.split("\n\n")[0])
-    p.add_argument("--cric-url", required=True,
-                   help="CRIC's RSE query, e.g. https://<cric>/api/doma/rse/query/?json&preset=doma")
-    p.add_argument("--schemes", default=",".join(DEFAULT_SCHEMES),
-                   help="protocol schemes whose hosts become origins (default: %(default)s)")
+    p.add_argument(
+        "--cric-url", required=True, help="CRIC's RSE query, e.g. https://<cric>/api/doma/rse/query/?json&preset=doma"
+    )
+    p.add_argument(
+        "--schemes",
+        default=",".join(DEFAULT_SCHEMES),
+        help="protocol schemes whose hosts become origins (default: %(default)s)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for CRIC (default: %(default)s)")
     p.add_argument("--output", help="write the allow-list to this file")
     p.add_argument("--namespace", help="Kubernetes: namespace of the cache")
     p.add_argument("--configmap", help="Kubernetes: ConfigMap holding the allow-list (key origins.cfg)")
     p.add_argument("--restart-deployment", help=argparse.SUPPRESS)  # gone; refused below with what to do
-    p.add_argument("--every", type=float, default=0,
-                   help="keep running and sync every this many seconds (default: once)")
+    p.add_argument(
+        "--every", type=float, default=0, help="keep running and sync every this many seconds (default: once)"
+    )
     args = p.parse_args(argv)
     if args.restart_deployment is not None:
-        p.error("--restart-deployment is gone: the cache (dlaas-xcache-serve) reloads the list from its ConfigMap by "
-                "itself; drop the option (and the Role's rule on deployments)")
+        p.error(
+            "--restart-deployment is gone: the cache (dlaas-xcache-serve) reloads the list from its ConfigMap by "
+            "itself; drop the option (and the Role's rule on deployments)"
+        )
     if bool(args.output) == bool(args.configmap):
         p.error("give either --output FILE or --namespace and --configmap")
     if args.configmap and not args.namespace:

@@ -53,8 +53,15 @@ def terminate(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.S
 class CacheRunner:
     """One xrootd on the checked allow-list at `origins`; `check()` restarts it when the list's content changed."""
 
-    def __init__(self, origins: Path, authdb_path: Path, permit_file: Path, spawn: Callable[[], subprocess.Popen],
-                 stop_timeout: float = 10.0, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        origins: Path,
+        authdb_path: Path,
+        permit_file: Path,
+        spawn: Callable[[], subprocess.Popen],
+        stop_timeout: float = 10.0,
+        log: Callable[[str], None] = print,
+    ):
         self.origins, self.authdb_path, self.permit_file = Path(origins), Path(authdb_path), Path(permit_file)
         self.spawn, self.stop_timeout, self.log = spawn, stop_timeout, log
         self.proc: subprocess.Popen | None = None
@@ -84,8 +91,12 @@ class CacheRunner:
     def _start(self, text: str, origins: list[allow_list.Origin]) -> None:
         authdb.write(self.authdb_path, origins)
         permits = "".join(f"pss.permit {o.netloc}\n" for o in origins)
-        write_atomically(self.permit_file, f"# Checked copy of {self.origins}, written by {PROG}.\n" + permits,
-                         mode=0o644, dir_mode=0o755)
+        write_atomically(
+            self.permit_file,
+            f"# Checked copy of {self.origins}, written by {PROG}.\n" + permits,
+            mode=0o644,
+            dir_mode=0o755,
+        )
         self.proc = self.spawn()
         self.starts += 1
         self.running_digest = self.seen_digest = _digest(text)
@@ -123,11 +134,12 @@ def config_problem(config: Path, authdb_path: Path, permit_file: Path) -> str | 
         lines = {" ".join(line.split()) for line in config.read_text().splitlines()}
     except OSError as e:
         return f"cannot read {config}: {e.strerror}"
-    missing = [d for d in ("ofs.authorize 1", f"acc.authdb {authdb_path}", f"continue {permit_file}")
-               if d not in lines]
+    missing = [d for d in ("ofs.authorize 1", f"acc.authdb {authdb_path}", f"continue {permit_file}") if d not in lines]
     if missing:
-        return (f"{config} lacks {', '.join(f'`{d}`' for d in missing)}: without them the cache would not enforce "
-                "the allow-list; add them")
+        return (
+            f"{config} lacks {', '.join(f'`{d}`' for d in missing)}: without them the cache would not enforce "
+            "the allow-list; add them"
+        )
     return None
 
 
@@ -148,9 +160,14 @@ def serve(args: argparse.Namespace) -> int:
         log(f"cannot find the xrootd program {args.xrootd!r}: give its path with --xrootd")
         return 1
     argv = [xrootd, "-c", args.config, *args.xrootd_args]
-    runner = CacheRunner(Path(args.origins), Path(args.authdb), Path(args.permit_file),
-                         spawn=lambda: subprocess.Popen(argv, stdin=subprocess.DEVNULL),
-                         stop_timeout=args.stop_timeout, log=log)
+    runner = CacheRunner(
+        Path(args.origins),
+        Path(args.authdb),
+        Path(args.permit_file),
+        spawn=lambda: subprocess.Popen(argv, stdin=subprocess.DEVNULL),
+        stop_timeout=args.stop_timeout,
+        log=log,
+    )
     stop: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stop.append(signum))
@@ -186,19 +203,33 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                epilog="Arguments after `--` are passed to xrootd (e.g. -- -l - -n xcache).")
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog="Arguments after `--` are passed to xrootd (e.g. -- -l - -n xcache).",
+    )
     p.add_argument("--config", required=True, help="the cache's xrootd configuration (passed as xrootd -c)")
-    p.add_argument("--origins", required=True,
-                   help="the allow-list (pss.permit lines), e.g. the file of a mounted ConfigMap; watched")
+    p.add_argument(
+        "--origins",
+        required=True,
+        help="the allow-list (pss.permit lines), e.g. the file of a mounted ConfigMap; watched",
+    )
     p.add_argument("--authdb", required=True, help="where to write the path rules (writable; the config's acc.authdb)")
-    p.add_argument("--permit-file", required=True,
-                   help="where to write the checked pss.permit lines (writable; the config `continue`s it)")
+    p.add_argument(
+        "--permit-file",
+        required=True,
+        help="where to write the checked pss.permit lines (writable; the config `continue`s it)",
+    )
     p.add_argument("--xrootd", default="xrootd", help="the xrootd program (default: %(default)s)")
-    p.add_argument("--interval", type=float, default=10.0,
-                   help="seconds between looks at the allow-list (default: %(default)s)")
-    p.add_argument("--stop-timeout", type=float, default=20.0,
-                   help="seconds xrootd gets to stop before it is killed (default: %(default)s)")
+    p.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between looks at the allow-list (default: %(default)s)"
+    )
+    p.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=20.0,
+        help="seconds xrootd gets to stop before it is killed (default: %(default)s)",
+    )
     p.add_argument("xrootd_args", nargs="*", metavar="-- XROOTD-ARGS", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.interval <= 0 or args.stop_timeout <= 0:

@@ -43,11 +43,15 @@ from hub_plugins.token_checks import JWKS, TokenCheckError, check
 from hub_plugins.token_exchange import ExchangeError, Target, earliest_expiry, exchange_all
 
 UNREACHABLE = "ESCAPE IAM is not reachable right now; please try again in a minute"
-UNUSABLE = ("ESCAPE IAM returned a token the hub cannot use, so the login was stopped; please try again in a few "
-            "minutes, and tell the service operators if this persists")
-OTHER_IDENTITY = ("This hub account belongs to another ESCAPE IAM identity than the one you logged in with (your "
-                  "IAM account was probably renamed or recreated). Your files were not opened. Please contact the "
-                  "service operators: they can move the hub account to your current identity.")
+UNUSABLE = (
+    "ESCAPE IAM returned a token the hub cannot use, so the login was stopped; please try again in a few "
+    "minutes, and tell the service operators if this persists"
+)
+OTHER_IDENTITY = (
+    "This hub account belongs to another ESCAPE IAM identity than the one you logged in with (your "
+    "IAM account was probably renamed or recreated). Your files were not opened. Please contact the "
+    "service operators: they can move the hub account to your current identity."
+)
 #: auth_state keys that outlive a login: the pinned identity and the running servers' token ids
 PERSISTENT_KEYS = ("sub", server_tokens.KEY)
 
@@ -107,9 +111,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         Empty: none (discovered when the issuer advertises one).""",
     )
 
-    discovery_timeout = Float(
-        10.0, config=True, help="Timeout (s) of a request for the issuer's discovery document."
-    )
+    discovery_timeout = Float(10.0, config=True, help="Timeout (s) of a request for the issuer's discovery document.")
 
     exchange_targets = Dict(
         config=True,
@@ -136,7 +138,8 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         2, config=True, help="Retries of an exchange after a connection error, timeout or IdP 5xx (never on 4xx)."
     )
     clock_skew = Float(
-        30.0, config=True,
+        30.0,
+        config=True,
         help="Seconds of clock difference with the IdP tolerated on a token's nbf/iat (never on its expiry).",
     )
 
@@ -227,8 +230,10 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
     @default("custom_403_message")
     def _custom_403_message_default(self):
         groups = ", ".join(sorted(self.allowed_groups)) or "none configured"
-        return (f"Your ESCAPE IAM account is not in a group allowed to use this service ({groups}). "
-                "Ask your IAM group manager to add you, then log in again.")
+        return (
+            f"Your ESCAPE IAM account is not in a group allowed to use this service ({groups}). "
+            "Ask your IAM group manager to add you, then log in again."
+        )
 
     @default("reconcile_auth_state_hook")
     def _reconcile_default(self):
@@ -252,8 +257,10 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
                 "EscapeIAMAuthenticator.allow_hub_admins = True to accept that"
             )
         if self.reconcile_auth_state_hook is not _reconcile_hook:
-            raise ValueError("escape-iam sets reconcile_auth_state_hook itself (it keeps users pinned to their IAM "
-                             "identity): use modify_auth_state_hook for changes to auth_state")
+            raise ValueError(
+                "escape-iam sets reconcile_auth_state_hook itself (it keeps users pinned to their IAM "
+                "identity): use modify_auth_state_hook for changes to auth_state"
+            )
         app = self.parent
         if getattr(app, "load_roles", None) is not None and hasattr(app, "custom_scopes"):
             problem = hub_roles.configuration_problem(app, self.operator_groups, self.operator_scopes)
@@ -261,16 +268,19 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
                 raise ValueError(f"{problem}: call hub_plugins.hub_config.configure(c) last in the hub configuration")
         sensitive = sorted(hub_roles.SENSITIVE_SCOPES.intersection(s.partition("!")[0] for s in self.operator_scopes))
         if sensitive:
-            self.log.warning("operator_scopes grants %s to the dlaas-operator role: operators can reach users' "
-                             "tokens", ", ".join(sensitive))
+            self.log.warning(
+                "operator_scopes grants %s to the dlaas-operator role: operators can reach users' tokens",
+                ", ".join(sensitive),
+            )
         self._targets = [Target.parse(name, spec) for name, spec in self.exchange_targets.items()]
         # Per-user state stays as small as the hub's current activity: a user's lock lives while someone holds or
         # waits for it, a failed refresh is remembered while its back-off lasts (oldest first).
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._failures: dict[str, Failure] = {}
         self._discovery_lock = asyncio.Lock()
-        self._jwks = JWKS(lambda request: self.http_client.fetch(request), lambda: self.jwks_url,
-                          timeout=self.exchange_timeout)
+        self._jwks = JWKS(
+            lambda request: self.http_client.fetch(request), lambda: self.jwks_url, timeout=self.exchange_timeout
+        )
         self._background: set[asyncio.Task] = set()
 
     def get_handlers(self, app):
@@ -312,15 +322,27 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
     async def exchange(self, subject_token: str, sub: str) -> dict[str, dict]:
         """One verified token per target for the identity `sub`; ExchangeError or TokenCheckError."""
         exchanged = await exchange_all(
-            self.http_client.fetch, self.token_url, self.client_id, self.client_secret, subject_token,
-            self._targets, timeout=self.exchange_timeout, retries=self.exchange_retries,
+            self.http_client.fetch,
+            self.token_url,
+            self.client_id,
+            self.client_secret,
+            subject_token,
+            self._targets,
+            timeout=self.exchange_timeout,
+            retries=self.exchange_retries,
         )
         for target in self._targets:
             token = exchanged[target.name]
             try:
                 kid = jwt.get_unverified_header(token["access_token"]).get("kid")
-                claims = check(token["access_token"], await self._jwks.key(kid), issuer=self.issuer,
-                               audience=target.audience, subject=sub, leeway=self.clock_skew)
+                claims = check(
+                    token["access_token"],
+                    await self._jwks.key(kid),
+                    issuer=self.issuer,
+                    audience=target.audience,
+                    subject=sub,
+                    leeway=self.clock_skew,
+                )
             except jwt.exceptions.PyJWTError:
                 raise TokenCheckError(f"the {target.name} token is not a JWT") from None
             except TokenCheckError as e:
@@ -351,8 +373,9 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             raise web.HTTPError(503, UNUSABLE) from None
         except ExchangeError as e:
             self.log.warning("login: %s", e)
-            raise web.HTTPError(503, "ESCAPE IAM did not issue the Data Lake tokens; please try again in a "
-                                     "minute") from None
+            raise web.HTTPError(
+                503, "ESCAPE IAM did not issue the Data Lake tokens; please try again in a minute"
+            ) from None
         except DiscoveryError as e:
             raise _login_unavailable(self.log, e) from None
         except HTTPClientError as e:
@@ -361,16 +384,19 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
                 raise web.HTTPError(503, UNREACHABLE) from None
             # e.g. the callback page reloaded: its one-time code is spent
             self.log.warning("login: IAM refused the authorization code (%s)", e.code)
-            raise web.HTTPError(400, "ESCAPE IAM did not accept this login (it may have been used already or "
-                                     "expired): please log in again") from None
+            raise web.HTTPError(
+                400,
+                "ESCAPE IAM did not accept this login (it may have been used already or expired): please log in again",
+            ) from None
         except OSError as e:
             self.log.warning("login: IAM unreachable (%s)", type(e).__name__)
             raise web.HTTPError(503, UNREACHABLE) from None
         existing = handler.find_user(model["name"]) if handler is not None else None
         pinned = ((await existing.get_auth_state()) or {}).get("sub") if existing is not None else None
         if pinned and pinned != model["auth_state"]["sub"]:
-            self.log.warning("login as %s refused: the hub account belongs to another IAM identity (sub)",
-                             model["name"])
+            self.log.warning(
+                "login as %s refused: the hub account belongs to another IAM identity (sub)", model["name"]
+            )
             raise web.HTTPError(403, OTHER_IDENTITY)
         model["auth_state"]["session"] = secrets.token_urlsafe(16)
         self._failures.pop(model["name"], None)  # a new login starts without the last session's back-off
@@ -397,8 +423,11 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         if not self.allow_hub_admins and isinstance(user, orm.User):
             admin_role = orm.Role.find(sa_inspect(user).session, "admin")
             if user.admin or (admin_role is not None and admin_role in user.roles):
-                self.log.warning("removing JupyterHub admin from %s (EscapeIAMAuthenticator.allow_hub_admins is "
-                                 "off; operators get the dlaas-operator role)", user.name)
+                self.log.warning(
+                    "removing JupyterHub admin from %s (EscapeIAMAuthenticator.allow_hub_admins is "
+                    "off; operators get the dlaas-operator role)",
+                    user.name,
+                )
                 user.admin = False
                 if admin_role in user.roles:
                     roles.strip_role(sa_inspect(user).session, entity=user, rolename="admin")
@@ -410,8 +439,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         """Record which token JupyterHub gave this server (its database id, never the token)."""
         token = orm.APIToken.find(user.db, spawner.api_token) if spawner.api_token else None
         if token is None:
-            self.log.warning("spawning %s's server %r: its API token is not in the database", user.name,
-                             spawner.name)
+            self.log.warning("spawning %s's server %r: its API token is not in the database", user.name, spawner.name)
             return
         await self.record_server_token(user, spawner.name, token.id)
 
@@ -445,8 +473,14 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         if not self.revocation_url:
             self.log.info("IAM advertises no revocation endpoint: %s's refresh token expires on its own", username)
             return
-        problem = await revoke(self.http_client.fetch, self.revocation_url, self.client_id, self.client_secret,
-                               refresh_token, timeout=self.exchange_timeout)
+        problem = await revoke(
+            self.http_client.fetch,
+            self.revocation_url,
+            self.client_id,
+            self.client_secret,
+            refresh_token,
+            timeout=self.exchange_timeout,
+        )
         if problem:
             self.log.warning("revoking %s's IAM refresh token failed (%s)", username, problem)
         else:
@@ -513,8 +547,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
                 if e.final:
                     self.log.warning("refresh for %s failed (%s); a new login is needed", user.name, e)
                 else:
-                    self.log.warning("refresh for %s failed (%s); next try in %g s", user.name, e,
-                                     self.refresh_backoff)
+                    self.log.warning("refresh for %s failed (%s); next try in %g s", user.name, e, self.refresh_backoff)
                 return self._answer_after_failure(failure, await user.get_auth_state() or {})
             self._failures.pop(user.name, None)
             return model

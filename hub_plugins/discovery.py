@@ -66,17 +66,20 @@ def parse(body: bytes, issuer: str, url: str) -> dict[str, str]:
 async def discover(fetch: Fetch, issuer: str, *, timeout: float = 10.0) -> dict[str, str]:
     """Fetch and check `issuer`'s discovery document; DiscoveryError when it cannot be used."""
     if not issuer:
-        raise DiscoveryError("EscapeIAMAuthenticator.issuer is not set: set it to the IAM issuer URL",
-                             unreachable=False)
+        raise DiscoveryError(
+            "EscapeIAMAuthenticator.issuer is not set: set it to the IAM issuer URL", unreachable=False
+        )
     url = discovery_url(issuer)
-    request = HTTPRequest(url, headers={"Accept": "application/json"}, request_timeout=timeout,
-                          connect_timeout=timeout)
+    request = HTTPRequest(url, headers={"Accept": "application/json"}, request_timeout=timeout, connect_timeout=timeout)
     try:
         response = await fetch(request)
     except HTTPClientError as e:
-        raise DiscoveryError(f"cannot read the IAM discovery document at {url}: HTTP {e.code}",
-                             unreachable=e.code == 599 or e.code >= 500) from None
+        raise DiscoveryError(
+            f"cannot read the IAM discovery document at {url}: HTTP {e.code}",
+            unreachable=e.code == 599 or e.code >= 500,
+        ) from None
     except OSError as e:
-        raise DiscoveryError(f"cannot read the IAM discovery document at {url}: {type(e).__name__}",
-                             unreachable=True) from None
+        raise DiscoveryError(
+            f"cannot read the IAM discovery document at {url}: {type(e).__name__}", unreachable=True
+        ) from None
     return parse(response.body, issuer, url)

@@ -30,12 +30,30 @@ SERVER_TOKEN_SCOPES = ["access:servers!server", "users:activity!user", f"{SCOPE}
 #: The admin page, users (read, list, delete), servers (read, start, stop), groups - no auth_state, tokens or
 #: access to anyone's server.
 OPERATOR_SCOPES = [
-    "admin-ui", "list:users", "read:users", "users", "delete:users", "servers", "admin:groups",
-    "read:roles", "read:hub", "list:services", "read:services", "read:metrics",
+    "admin-ui",
+    "list:users",
+    "read:users",
+    "users",
+    "delete:users",
+    "servers",
+    "admin:groups",
+    "read:roles",
+    "read:hub",
+    "list:services",
+    "read:services",
+    "read:metrics",
 ]
 #: Scopes that reach users' IAM or Data Lake tokens: named in a warning when an operator adds them.
-SENSITIVE_SCOPES = {"admin:users", "admin:auth_state", "tokens", "access:servers", "shares", "inherit",
-                    "admin:services", SCOPE}
+SENSITIVE_SCOPES = {
+    "admin:users",
+    "admin:auth_state",
+    "tokens",
+    "access:servers",
+    "shares",
+    "inherit",
+    "admin:services",
+    SCOPE,
+}
 DEFAULT_TOKEN_MAX_AGE = 30 * 24 * 3600
 
 
@@ -53,8 +71,10 @@ def roles(load_roles, *, operator_groups=(), operator_scopes=()) -> list[dict]:
     result = []
     for role in load_roles:
         if role.get("name") == OPERATOR_ROLE:
-            raise ValueError(f"the {OPERATOR_ROLE} role is built by hub_plugins.hub_roles: add scopes through "
-                             "EscapeIAMAuthenticator.operator_scopes and groups through operator_groups instead")
+            raise ValueError(
+                f"the {OPERATOR_ROLE} role is built by hub_plugins.hub_roles: add scopes through "
+                "EscapeIAMAuthenticator.operator_scopes and groups through operator_groups instead"
+            )
         if role.get("name") == "user":
             others = [s for s in role.get("scopes", []) if s.partition("!")[0] != SCOPE and s not in USER_SCOPES]
             role = {**role, "scopes": USER_SCOPES + others}
@@ -76,8 +96,11 @@ def apply(c, *, token_max_age: int = DEFAULT_TOKEN_MAX_AGE) -> None:
     auth = c.EscapeIAMAuthenticator
     hub = c.JupyterHub
     hub.custom_scopes = {**hub.get("custom_scopes", {}), SCOPE: {"description": SCOPE_DESCRIPTION}}
-    hub.load_roles = roles(hub.get("load_roles", []), operator_groups=auth.get("operator_groups", ()),
-                           operator_scopes=auth.get("operator_scopes", ()))
+    hub.load_roles = roles(
+        hub.get("load_roles", []),
+        operator_groups=auth.get("operator_groups", ()),
+        operator_scopes=auth.get("operator_scopes", ()),
+    )
     c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
     if "token_expires_in_max_seconds" not in hub:
         hub.token_expires_in_max_seconds = token_max_age
@@ -96,6 +119,7 @@ def configuration_problem(app, operator_groups, operator_scopes) -> str | None:
     operator = loaded.get(OPERATOR_ROLE)
     expected = operator_role(operator_groups, operator_scopes) if operator_groups else None
     if (operator and {k: operator.get(k) for k in ("scopes", "groups")}) != (
-            expected and {k: expected[k] for k in ("scopes", "groups")}):
+        expected and {k: expected[k] for k in ("scopes", "groups")}
+    ):
         return f"the {OPERATOR_ROLE} role does not match EscapeIAMAuthenticator.operator_groups/operator_scopes"
     return None

@@ -23,8 +23,9 @@ class IAMLogoutHandler(OAuthLogoutHandler):
             await self.authenticator.end_session(user)
 
 
-async def revoke(fetch, url: str, client_id: str, client_secret: str, refresh_token: str, *,
-                 timeout: float = 10.0) -> str | None:
+async def revoke(
+    fetch, url: str, client_id: str, client_secret: str, refresh_token: str, *, timeout: float = 10.0
+) -> str | None:
     """Revoke `refresh_token` at `url` (client authenticated); None when done, else why not (never the token)."""
     request = HTTPRequest(
         url,

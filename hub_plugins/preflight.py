@@ -79,10 +79,12 @@ def hub_settings(config_file: str) -> HubSettings:
     targets = auth.get("exchange_targets") or {"rucio": {"audience": "rucio", "scope": "openid profile"}}
     env = config.DataLakeEnvironment
     return HubSettings(
-        issuer=pick("issuer"), client_id=pick("client_id", "OAUTH_CLIENT_ID"),
+        issuer=pick("issuer"),
+        client_id=pick("client_id", "OAUTH_CLIENT_ID"),
         client_secret=pick("client_secret", "OAUTH_CLIENT_SECRET"),
         targets=[Target.parse(name, spec) for name, spec in targets.items()],
-        rucio_url=env.get("rucio_base_url", ""), scratch_rse=env.get("scratch_rse", contract.SCRATCH_RSE.default),
+        rucio_url=env.get("rucio_base_url", ""),
+        scratch_rse=env.get("scratch_rse", contract.SCRATCH_RSE.default),
         rucio_ca_cert=env.get("rucio_ca_cert", ""),
     )
 
@@ -112,8 +114,12 @@ class Preflight:
             self.eos_line()
         self.rucio_ping()
         if not self.subject_token:
-            self.add("user token checks", None, "give --subject-token-file (an IAM access token of a test user) to "
-                     "check real exchanges, Rucio's acceptance of them and its scratch policy")
+            self.add(
+                "user token checks",
+                None,
+                "give --subject-token-file (an IAM access token of a test user) to "
+                "check real exchanges, Rucio's acceptance of them and its scratch policy",
+            )
         elif self.endpoints:
             for target in self.s.targets:
                 self.exchange(target)
@@ -124,16 +130,22 @@ class Preflight:
 
     def discovery(self) -> bool:
         if not self.s.issuer:
-            return bool(self.add("IAM discovery", False, "EscapeIAMAuthenticator.issuer is not set in the hub's "
-                                 "configuration"))
+            return bool(
+                self.add("IAM discovery", False, "EscapeIAMAuthenticator.issuer is not set in the hub's configuration")
+            )
         url = discovery_url(self.s.issuer)
         try:
             answer = self.http.get(url, timeout=self.timeout, headers={"Accept": "application/json"})
             answer.raise_for_status()
             self.endpoints = parse(answer.content, self.s.issuer, url)
         except requests.RequestException as e:
-            return bool(self.add("IAM discovery", False, f"cannot read {url} ({type(e).__name__}): is the issuer "
-                                 "right and IAM reachable from the hub?"))
+            return bool(
+                self.add(
+                    "IAM discovery",
+                    False,
+                    f"cannot read {url} ({type(e).__name__}): is the issuer right and IAM reachable from the hub?",
+                )
+            )
         except DiscoveryError as e:
             return bool(self.add("IAM discovery", False, str(e)))
         missing = [key for trait, key in OPTIONAL_ENDPOINTS.items() if not self.endpoints.get(trait)]
@@ -147,15 +159,27 @@ class Preflight:
             self.add("IAM signing keys", False, f"cannot read {self.endpoints['jwks_url']} ({type(e).__name__})")
             return
         usable = [k for k in keys if isinstance(k, dict) and k.get("kty") in ("RSA", "EC")]
-        self.add("IAM signing keys", bool(usable), f"{len(usable)} public keys" if usable else
-                 "the JWKS holds no RSA or EC key: the hub cannot verify exchanged tokens")
+        self.add(
+            "IAM signing keys",
+            bool(usable),
+            f"{len(usable)} public keys"
+            if usable
+            else "the JWKS holds no RSA or EC key: the hub cannot verify exchanged tokens",
+        )
 
     def _exchange(self, target: Target, subject: str) -> requests.Response:
-        return self.http.post(self.endpoints["token_url"], timeout=self.timeout,
-                              auth=(self.s.client_id, self.s.client_secret),
-                              data={"grant_type": GRANT_TYPE, "subject_token": subject,
-                                    "subject_token_type": ACCESS_TOKEN_TYPE, "audience": target.audience,
-                                    "scope": target.scope or ""})
+        return self.http.post(
+            self.endpoints["token_url"],
+            timeout=self.timeout,
+            auth=(self.s.client_id, self.s.client_secret),
+            data={
+                "grant_type": GRANT_TYPE,
+                "subject_token": subject,
+                "subject_token_type": ACCESS_TOKEN_TYPE,
+                "audience": target.audience,
+                "scope": target.scope or "",
+            },
+        )
 
     def exchange_grant(self, target: Target) -> None:
         name = f"token exchange grant ({target.name})"
@@ -169,19 +193,35 @@ class Preflight:
         if answer.status_code == 200:
             self.add(name, False, "IAM exchanged a token that is not a token: do not use this IAM")
         elif "grant type" in description.lower() or error == "unauthorized_client":
-            self.add(name, False, f"IAM does not let the hub's client {client} use token exchange ({description}): "
-                     "ask an IAM administrator to enable the token-exchange grant for this client")
+            self.add(
+                name,
+                False,
+                f"IAM does not let the hub's client {client} use token exchange ({description}): "
+                "ask an IAM administrator to enable the token-exchange grant for this client",
+            )
         elif error == "invalid_client":
-            self.add(name, False, f"IAM does not accept the hub's client id/secret for {client} ({description}): "
-                     "check EscapeIAMAuthenticator.client_id/client_secret")
+            self.add(
+                name,
+                False,
+                f"IAM does not accept the hub's client id/secret for {client} ({description}): "
+                "check EscapeIAMAuthenticator.client_id/client_secret",
+            )
         elif error == "invalid_scope":
-            self.add(name, False, f"the client {client} is not registered for the scopes {target.scope!r} "
-                     f"({description}): add them to the client in IAM")
+            self.add(
+                name,
+                False,
+                f"the client {client} is not registered for the scopes {target.scope!r} "
+                f"({description}): add them to the client in IAM",
+            )
         elif error == "invalid_request":
             self.add(name, False, f"IAM refused the request shape: {description}")
         elif error == "invalid_grant":
-            self.add(name, True, f"client {client} may exchange for audience {target.audience!r}, "
-                     f"scope {target.scope!r} (IAM rejected only the probe's subject token, as it must)")
+            self.add(
+                name,
+                True,
+                f"client {client} may exchange for audience {target.audience!r}, "
+                f"scope {target.scope!r} (IAM rejected only the probe's subject token, as it must)",
+            )
         else:
             self.add(name, False, f"unexpected answer HTTP {answer.status_code} {error} {description}".strip())
 
@@ -216,14 +256,21 @@ class Preflight:
         from singleuser.token_files import eos_resource
 
         if not self.endpoints["userdata_url"].startswith("https://"):
-            self.add("EOS token line", None, "IAM's userinfo endpoint is not https (a development IAM): EOS calls "
-                     "https://<host>/<path> on port 443 only")
+            self.add(
+                "EOS token line",
+                None,
+                "IAM's userinfo endpoint is not https (a development IAM): EOS calls "
+                "https://<host>/<path> on port 443 only",
+            )
             return
         try:
             resource = eos_resource(self.endpoints["userdata_url"])
         except ValueError as e:
-            self.add("EOS token line", False, f"{e}: EOS reads `oauth2:<token>:<host>/<path>` and cannot be given "
-                     "this userinfo endpoint")
+            self.add(
+                "EOS token line",
+                False,
+                f"{e}: EOS reads `oauth2:<token>:<host>/<path>` and cannot be given this userinfo endpoint",
+            )
             return
         self.add("EOS token line", True, f"oauth2:<token>:{resource} (EOS calls https://{resource})")
 
@@ -248,9 +295,13 @@ class Preflight:
         headers = {"X-Rucio-Auth-Token": token}
         answer = self.rucio_http.get(f"{base}/accounts/whoami", headers=headers, timeout=self.timeout)
         if answer.status_code != 200:
-            self.add("Rucio accepts exchanged tokens", False, f"Rucio refused the token (HTTP {answer.status_code} "
-                     f"{answer.headers.get('ExceptionMessage', '')}): check [oidc] expected_audience/expected_scope, "
-                     "the IAM entry in idpsecrets.json and the user's identity 'SUB=<sub>, ISS=<issuer>'")
+            self.add(
+                "Rucio accepts exchanged tokens",
+                False,
+                f"Rucio refused the token (HTTP {answer.status_code} "
+                f"{answer.headers.get('ExceptionMessage', '')}): check [oidc] expected_audience/expected_scope, "
+                "the IAM entry in idpsecrets.json and the user's identity 'SUB=<sub>, ISS=<issuer>'",
+            )
             return
         account = answer.json()["account"]
         self.add("Rucio accepts exchanged tokens", True, f"the test user is Rucio account {account!r}")
@@ -259,8 +310,12 @@ class Preflight:
     def scratch_policy(self, base: str, headers: dict, account: str) -> None:
         name = "Rucio scratch policy"
         try:
-            answer = self.rucio_http.get(f"{base}/rses/{self.s.scratch_rse}/protocols", headers=headers,
-                                   params={"operation": "write", "protocol_domain": "wan"}, timeout=self.timeout).json()
+            answer = self.rucio_http.get(
+                f"{base}/rses/{self.s.scratch_rse}/protocols",
+                headers=headers,
+                params={"operation": "write", "protocol_domain": "wan"},
+                timeout=self.timeout,
+            ).json()
             protocols = answer.get("protocols", []) if isinstance(answer, dict) else answer
             proto = protocols[0]
         except (requests.RequestException, ValueError, AttributeError, IndexError):
@@ -269,18 +324,36 @@ class Preflight:
         port = f":{proto['port']}" if proto.get("port") else ""
         probe = f"dlaas-preflight-{uuid.uuid4().hex[:12]}"
         pfn = f"{proto['scheme']}://{proto['hostname']}{port}/{proto['prefix'].strip('/')}/{account}/{probe}"
-        answer = self.rucio_http.post(f"{base}/replicas/", headers=headers, timeout=self.timeout, data=json.dumps(
-            {"rse": self.s.scratch_rse, "files": [{"scope": f"user.{account}", "name": probe, "bytes": 1,
-                                                   "adler32": "00000001", "pfn": pfn}]}))
+        answer = self.rucio_http.post(
+            f"{base}/replicas/",
+            headers=headers,
+            timeout=self.timeout,
+            data=json.dumps(
+                {
+                    "rse": self.s.scratch_rse,
+                    "files": [
+                        {"scope": f"user.{account}", "name": probe, "bytes": 1, "adler32": "00000001", "pfn": pfn}
+                    ],
+                }
+            ),
+        )
         if answer.headers.get("ExceptionClass") == "AccessDenied":
             self.add(name, True, f"users cannot register replicas on {self.s.scratch_rse} themselves")
         elif answer.status_code == 201:
-            self.add(name, False, f"Rucio let the test user register a replica on {self.s.scratch_rse} (a probe "
-                     f"for a missing file, user.{account}:{probe}): load the DLaaS policy package "
-                     "([policy] package = dlaas_rucio_policy) and set dlaas_scratch=True on the RSE")
+            self.add(
+                name,
+                False,
+                f"Rucio let the test user register a replica on {self.s.scratch_rse} (a probe "
+                f"for a missing file, user.{account}:{probe}): load the DLaaS policy package "
+                "([policy] package = dlaas_rucio_policy) and set dlaas_scratch=True on the RSE",
+            )
         else:
-            self.add(name, False, f"unexpected answer HTTP {answer.status_code} "
-                     f"{answer.headers.get('ExceptionClass', '')}: {answer.headers.get('ExceptionMessage', '')}")
+            self.add(
+                name,
+                False,
+                f"unexpected answer HTTP {answer.status_code} "
+                f"{answer.headers.get('ExceptionClass', '')}: {answer.headers.get('ExceptionMessage', '')}",
+            )
 
 
 def _oauth_error(answer: requests.Response) -> tuple[str, str]:
@@ -307,8 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     for check in checks:
         print(check.line())
     failed = [c for c in checks if c.ok is False]
-    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed" if not failed
-          else f"{len(failed)} of {len(checks)} checks FAILED: fix those first")
+    print(
+        f"{len(checks) - len(failed)} of {len(checks)} checks passed"
+        if not failed
+        else f"{len(failed)} of {len(checks)} checks FAILED: fix those first"
+    )
     return 1 if failed else 0
 
 

@@ -27,12 +27,8 @@ class DataLakeEnvironment(Configurable):
 
     rucio_base_url = Unicode(contract.RUCIO_URL.default, config=True, help=contract.RUCIO_URL.meaning)
     rucio_auth_url = Unicode(contract.RUCIO_AUTH.default, config=True, help=contract.RUCIO_AUTH.meaning)
-    rucio_instance_name = Unicode(
-        contract.INSTANCE_NAME.default, config=True, help=contract.INSTANCE_NAME.meaning
-    )
-    rucio_display_name = Unicode(
-        contract.DISPLAY_NAME.default, config=True, help=contract.DISPLAY_NAME.meaning
-    )
+    rucio_instance_name = Unicode(contract.INSTANCE_NAME.default, config=True, help=contract.INSTANCE_NAME.meaning)
+    rucio_display_name = Unicode(contract.DISPLAY_NAME.default, config=True, help=contract.DISPLAY_NAME.meaning)
     rucio_site_name = Unicode(
         contract.CLIENT_SITE.default,
         config=True,
@@ -40,9 +36,7 @@ class DataLakeEnvironment(Configurable):
         cache (XCache) PFNs for this site.""",
     )
     mounted_rse = Unicode(contract.MOUNTED_RSE.default, config=True, help=contract.MOUNTED_RSE.meaning)
-    rucio_rse_mount_path = Unicode(
-        contract.RSE_MOUNT_PATH.default, config=True, help=contract.RSE_MOUNT_PATH.meaning
-    )
+    rucio_rse_mount_path = Unicode(contract.RSE_MOUNT_PATH.default, config=True, help=contract.RSE_MOUNT_PATH.meaning)
     rucio_path_begins_at = Integer(
         int(contract.PATH_BEGINS_AT.default), config=True, help=contract.PATH_BEGINS_AT.meaning
     )

@@ -26,8 +26,10 @@ from hub_plugins import server_tokens
 from hub_plugins.hub_roles import SCOPE
 
 PUBLIC_FIELDS = ("access_token", "expires_at", "audience", "scope")
-NOT_A_SERVER_TOKEN = ("Only the API token JupyterHub gave your running server can fetch Data Lake tokens; personal "
-                      "tokens (from /hub/token or the REST API) cannot, whatever their scopes")
+NOT_A_SERVER_TOKEN = (
+    "Only the API token JupyterHub gave your running server can fetch Data Lake tokens; personal "
+    "tokens (from /hub/token or the REST API) cannot, whatever their scopes"
+)
 LOGGED_OUT = "You logged out of the hub: log in again to give your servers Data Lake tokens"
 SESSION_ENDED = "Your ESCAPE IAM session has ended: log in to the hub again"
 
@@ -73,11 +75,15 @@ class TokenAPIHandler(APIHandler):
             self._refresh_failed(user)
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Type", "application/json")
-        self.write(json.dumps({
-            "tokens": {name: {k: t[k] for k in PUBLIC_FIELDS if k in t} for name, t in exchanged.items()},
-            "issuer": authenticator.issuer,
-            "userinfo_endpoint": authenticator.userdata_url,
-        }))
+        self.write(
+            json.dumps(
+                {
+                    "tokens": {name: {k: t[k] for k in PUBLIC_FIELDS if k in t} for name, t in exchanged.items()},
+                    "issuer": authenticator.issuer,
+                    "userinfo_endpoint": authenticator.userdata_url,
+                }
+            )
+        )
 
     async def _server_of_token(self, user, auth_state: dict) -> str:
         """The name of the running server this request's token was issued to; 403 when there is none."""
@@ -104,8 +110,11 @@ class TokenAPIHandler(APIHandler):
         failure = self.authenticator.recent_failure(user.name)
         if failure is not None and not failure.final:
             wait = max(1, math.ceil(self.authenticator.refresh_backoff - (time.monotonic() - failure.at)))
-            error = web.HTTPError(503, "ESCAPE IAM did not renew your Data Lake tokens (unreachable or failing); the "
-                                       f"hub tries again in {wait} s")
+            error = web.HTTPError(
+                503,
+                "ESCAPE IAM did not renew your Data Lake tokens (unreachable or failing); the "
+                f"hub tries again in {wait} s",
+            )
             error.headers = {"Retry-After": str(wait)}  # APIHandler.write_error sets them (the error clears ours)
             raise error
         raise web.HTTPError(401, SESSION_ENDED)

@@ -40,8 +40,9 @@ class JWKS:
         url = self._url()
         if not url:
             raise TokenCheckError("the issuer's signing keys are unknown (no jwks_uri)")
-        request = HTTPRequest(url, headers={"Accept": "application/json"}, request_timeout=self._timeout,
-                              connect_timeout=self._timeout)
+        request = HTTPRequest(
+            url, headers={"Accept": "application/json"}, request_timeout=self._timeout, connect_timeout=self._timeout
+        )
         try:
             response = await self._fetch(request)
             keys = json.loads(response.body)["keys"]
@@ -75,8 +76,16 @@ class JWKS:
             raise TokenCheckError(f"it is signed with key {kid!r}, which the issuer does not publish") from None
 
 
-def check(token: str, key: jwt.PyJWK, *, issuer: str, audience: str, subject: str, now: float | None = None,
-          leeway: float = 30.0) -> dict:
+def check(
+    token: str,
+    key: jwt.PyJWK,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    now: float | None = None,
+    leeway: float = 30.0,
+) -> dict:
     """The claims of `token` once signature, issuer, audience, subject and expiry are right; else TokenCheckError.
 
     `leeway` allows for clock skew on `nbf`/`iat` only: a token past its `exp` is refused.
@@ -89,8 +98,15 @@ def check(token: str, key: jwt.PyJWK, *, issuer: str, audience: str, subject: st
     if alg not in ALGORITHMS:
         raise TokenCheckError(f"it is signed with {alg!r}, not with one of the issuer's public-key algorithms")
     try:
-        claims = jwt.decode(token, key.key, algorithms=[alg], audience=audience, issuer=issuer, leeway=leeway,
-                            options={"require": ["exp", "iss", "aud", "sub"], "verify_exp": False})
+        claims = jwt.decode(
+            token,
+            key.key,
+            algorithms=[alg],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iss", "aud", "sub"], "verify_exp": False},
+        )
     except jwt.InvalidAudienceError:
         raise TokenCheckError(f"its audience is not {audience!r}") from None
     except jwt.InvalidIssuerError:

@@ -48,13 +48,16 @@ class Target:
         scope = spec.get("scope")
         if not isinstance(scope, str) or not scope.split():
             # INDIGO IAM (>= 1.7.0) refuses every exchange request without scope.
-            raise ValueError(f"exchange target {name!r} needs a 'scope' (IAM requires one on every exchange), "
-                             "e.g. 'openid profile'")
+            raise ValueError(
+                f"exchange target {name!r} needs a 'scope' (IAM requires one on every exchange), e.g. 'openid profile'"
+            )
         if "offline_access" in scope.split():
             # IAM refuses offline_access when the client exchanging also holds the subject token, as the hub does;
             # and a refresh token has no business in a user's server.
-            raise ValueError(f"exchange target {name!r}: remove offline_access from its scope; exchanged tokens are "
-                             "short-lived access tokens, the hub refreshes them itself")
+            raise ValueError(
+                f"exchange target {name!r}: remove offline_access from its scope; exchanged tokens are "
+                "short-lived access tokens, the hub refreshes them itself"
+            )
         return cls(name, spec["audience"].strip(), " ".join(scope.split()))
 
 
@@ -75,12 +78,25 @@ def _parse_answer(target: Target, body: bytes, now: float) -> dict:
     }
 
 
-async def exchange_one(fetch: Fetch, token_url: str, client_id: str, client_secret: str, subject_token: str,
-                       target: Target, *, timeout: float = 10.0, retries: int = 2,
-                       backoff: float = 0.5) -> dict:
+async def exchange_one(
+    fetch: Fetch,
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    subject_token: str,
+    target: Target,
+    *,
+    timeout: float = 10.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+) -> dict:
     """Exchange `subject_token` for a token of `target`; returns access_token, expires_at, scope, audience."""
-    form = {"grant_type": GRANT_TYPE, "subject_token": subject_token, "subject_token_type": ACCESS_TOKEN_TYPE,
-            "audience": target.audience}
+    form = {
+        "grant_type": GRANT_TYPE,
+        "subject_token": subject_token,
+        "subject_token_type": ACCESS_TOKEN_TYPE,
+        "audience": target.audience,
+    }
     form["scope"] = target.scope
     request = HTTPRequest(
         token_url,
@@ -109,8 +125,7 @@ async def exchange_one(fetch: Fetch, token_url: str, client_id: str, client_secr
                         detail = json.loads(e.response.body).get("error_description", "")
                     except (ValueError, AttributeError):
                         detail = ""
-                raise ExchangeError(target.name, f"IdP refused ({e.code}) {detail}".strip(),
-                                    retryable=False) from None
+                raise ExchangeError(target.name, f"IdP refused ({e.code}) {detail}".strip(), retryable=False) from None
         except (TimeoutError, OSError) as e:
             error = ExchangeError(target.name, f"IdP unreachable ({type(e).__name__})", retryable=True)
         if attempt > retries:
@@ -118,8 +133,15 @@ async def exchange_one(fetch: Fetch, token_url: str, client_id: str, client_secr
         await asyncio.sleep(backoff * 2 ** (attempt - 1))
 
 
-async def exchange_all(fetch: Fetch, token_url: str, client_id: str, client_secret: str, subject_token: str,
-                       targets: list[Target], **kwargs) -> dict[str, dict]:
+async def exchange_all(
+    fetch: Fetch,
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    subject_token: str,
+    targets: list[Target],
+    **kwargs,
+) -> dict[str, dict]:
     """Exchange for every target concurrently; any failure fails the whole set (never half a set of tokens)."""
     results = await asyncio.gather(
         *(exchange_one(fetch, token_url, client_id, client_secret, subject_token, t, **kwargs) for t in targets),

@@ -36,8 +36,10 @@ RULES = """.material-icons {
 
 def custom_css(font: bytes) -> str:
     data = base64.b64encode(font).decode()
-    return (f"{MARKER}\n@font-face {{\n  font-family: 'Material Icons';\n  font-style: normal;\n  font-weight: 400;\n"
-            f"  font-display: block;\n  src: url(data:font/woff2;base64,{data}) format('woff2');\n}}\n{RULES}")
+    return (
+        f"{MARKER}\n@font-face {{\n  font-family: 'Material Icons';\n  font-style: normal;\n  font-weight: 400;\n"
+        f"  font-display: block;\n  src: url(data:font/woff2;base64,{data}) format('woff2');\n}}\n{RULES}"
+    )
 
 
 def install(config_dir: Path, font_path: str | Path) -> str:

@@ -10,6 +10,7 @@ path cannot redirect them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -41,10 +42,9 @@ def open_private_dir(path: str | os.PathLike, hint: str = "use another path", *,
             missing.append(candidate)
             candidate = candidate.parent
         for directory in reversed(missing):
-            try:
+            # Created meanwhile by someone: judged below like any existing directory.
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(directory, 0o700)
-            except FileExistsError:
-                pass  # created meanwhile by someone: judged below like any existing directory
             if directory != path:
                 os.close(open_private_dir(directory, hint, create=False))
     try:

@@ -29,8 +29,14 @@ class ConfigError(ValueError):
 
 def rucio_instance(settings: ServerSettings) -> dict:
     """The rucio-jupyterlab instance the hub's settings describe (replica mode when an RSE is mounted)."""
-    missing = [var.name for var, value in ((contract.RUCIO_URL, settings.rucio_base_url),
-                                           (contract.RUCIO_TOKEN_FILE, settings.rucio_token_file)) if not value]
+    missing = [
+        var.name
+        for var, value in (
+            (contract.RUCIO_URL, settings.rucio_base_url),
+            (contract.RUCIO_TOKEN_FILE, settings.rucio_token_file),
+        )
+        if not value
+    ]
     if missing:
         raise ConfigError(f"Rucio extension not configured: {', '.join(missing)} not set by the hub's spawner")
     instance = {
@@ -49,14 +55,19 @@ def rucio_instance(settings: ServerSettings) -> dict:
         instance["rucio_ca_cert"] = settings.rucio_ca_cert
     if settings.rse_mount_path:
         if not settings.mounted_rse:
-            raise ConfigError(f"{contract.RSE_MOUNT_PATH.name} is set but {contract.MOUNTED_RSE.name} is not: "
-                              "replica mode needs both")
+            raise ConfigError(
+                f"{contract.RSE_MOUNT_PATH.name} is set but {contract.MOUNTED_RSE.name} is not: replica mode needs both"
+            )
         try:
             begins_at = settings.path_begins_at
         except TraitError as e:
             raise ConfigError(str(e)) from None
-        instance.update(mode="replica", destination_rse=settings.mounted_rse, rse_mount_path=settings.rse_mount_path,
-                        path_begins_at=begins_at)
+        instance.update(
+            mode="replica",
+            destination_rse=settings.mounted_rse,
+            rse_mount_path=settings.rse_mount_path,
+            path_begins_at=begins_at,
+        )
     else:
         instance.update(mode="download")
         instance.setdefault("rucio_ca_cert", "")
@@ -112,5 +123,8 @@ def preseed_credentials(instance: dict) -> None:
     db = get_db()
     db.set_active_instance(instance["name"])
     db.set_active_auth_method("oidc")
-    db.set_rucio_auth_credentials(namespace=instance["name"], auth_type="oidc",
-                                  params={"oidc_auth": "file", "oidc_auth_source": instance["oidc_file_name"]})
+    db.set_rucio_auth_credentials(
+        namespace=instance["name"],
+        auth_type="oidc",
+        params={"oidc_auth": "file", "oidc_auth_source": instance["oidc_file_name"]},
+    )

@@ -80,8 +80,9 @@ class ServerSettings(Configurable):
         try:
             return int(raw)
         except ValueError:
-            raise TraitError(f"{contract.PATH_BEGINS_AT.name} must be an integer (path components to drop), "
-                             f"not {raw!r}") from None
+            raise TraitError(
+                f"{contract.PATH_BEGINS_AT.name} must be an integer (path components to drop), not {raw!r}"
+            ) from None
 
     rucio_config = Unicode(config=True, help=contract.CLIENT_CONFIG.meaning)
     _rucio_config = default("rucio_config")(_from_env(contract.CLIENT_CONFIG))

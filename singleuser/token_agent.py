@@ -85,8 +85,10 @@ class TokenAgent(LoggingConfigurable):
 
     @default("files")
     def _files_default(self):
-        return {"rucio": self.settings.rucio_token_file or "rucio_token",
-                "eos": self.settings.eos_token_file or "eos_token"}
+        return {
+            "rucio": self.settings.rucio_token_file or "rucio_token",
+            "eos": self.settings.eos_token_file or "eos_token",
+        }
 
     eos_targets = Dict(
         default_value={"eos": True},
@@ -126,8 +128,15 @@ class TokenAgent(LoggingConfigurable):
         return path if path.is_absolute() else Path(self.token_dir) / path
 
     def check_config(self) -> None:
-        missing = [var.name for var, value in ((contract.TOKEN_API_URL, self.api_url), (contract.TOKEN_DIR,
-                   self.token_dir), (contract.HUB_API_TOKEN, self.api_token)) if not value]
+        missing = [
+            var.name
+            for var, value in (
+                (contract.TOKEN_API_URL, self.api_url),
+                (contract.TOKEN_DIR, self.token_dir),
+                (contract.HUB_API_TOKEN, self.api_token),
+            )
+            if not value
+        ]
         if missing:
             raise TokenAPIError(
                 f"token agent disabled: {', '.join(missing)} not set; the hub's spawner sets them "
@@ -177,7 +186,8 @@ class TokenAgent(LoggingConfigurable):
         """Write the token files; returns the targets written. The EOS file needs a userinfo endpoint EOS can
         reach: without one it is not written (one log line) and an old one is removed."""
         userinfo = body.get("userinfo_endpoint") or (
-            f"{body['issuer'].rstrip('/')}/userinfo" if body.get("issuer") else "")
+            f"{body['issuer'].rstrip('/')}/userinfo" if body.get("issuer") else ""
+        )
         written = []
         for target, info in body["tokens"].items():
             path = self.path_for(target)
@@ -242,8 +252,7 @@ class TokenAgent(LoggingConfigurable):
         body = await self.fetch()
         written = self.write(body)
         delay = self.next_delay(body)
-        self.log.info("token files updated for %s; next refresh in %.0fs", ", ".join(sorted(written)) or "none",
-                      delay)
+        self.log.info("token files updated for %s; next refresh in %.0fs", ", ".join(sorted(written)) or "none", delay)
         return delay
 
     async def run(self) -> None:
@@ -260,8 +269,7 @@ class TokenAgent(LoggingConfigurable):
         """One round: drop expired files, ask the hub, write or remove files; returns the wait before the next."""
         try:
             for target in self.remove_expired():
-                self.log.warning("token file for %s removed: its token expired before the hub gave a new one",
-                                 target)
+                self.log.warning("token file for %s removed: its token expired before the hub gave a new one", target)
             delay = await self.refresh_once()
             if self.refusals:
                 self.log.info("the hub hands out tokens again: token files restored")
@@ -272,8 +280,9 @@ class TokenAgent(LoggingConfigurable):
                 self.refusals += 1
                 if self.refusals == 1:
                     self.remove_files()
-                    self.log.warning("token files removed: log in to the hub again (the hub refused tokens: %s)",
-                                     e.detail)
+                    self.log.warning(
+                        "token files removed: log in to the hub again (the hub refused tokens: %s)", e.detail
+                    )
                 delay = self.backoff(self.refusals, self.max_auth_backoff)
             else:
                 self.failures += 1

@@ -8,6 +8,7 @@ into a private directory (singleuser.private_dirs) and refuse a symlink planted 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -96,10 +97,8 @@ def _replace_in(dir_fd: int, name: str, content: str, mode: int) -> None:
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         os.fsync(dir_fd)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -116,12 +115,19 @@ def eos_resource(userinfo_endpoint: str) -> str:
     except ValueError:
         port = "that is not a number"
     resource = f"{parts.hostname or ''}{parts.path.rstrip('/')}"
-    if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc or parts.query \
-            or parts.fragment:
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+    ):
         problem = "is not a plain http(s) URL"
     elif port not in (None, 443):
-        problem = (f"names port {port}: EOS reads every ':' of the token line as a field separator and calls "
-                   "https://<host>/<path> on port 443 only; serve userinfo on port 443")
+        problem = (
+            f"names port {port}: EOS reads every ':' of the token line as a field separator and calls "
+            "https://<host>/<path> on port 443 only; serve userinfo on port 443"
+        )
     elif re.search(r"[:\s]", resource):
         problem = "has a ':' or whitespace (an IPv6 address?), which the EOS token line cannot carry"
     else:

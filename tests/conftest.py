@@ -7,9 +7,9 @@ every process is stopped by PID in the fixture's finalizer, even when a test fai
 from __future__ import annotations
 
 import shutil
-import uuid
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -45,8 +45,17 @@ def state_dir():
 def settings(state_dir):
     # The hub's port is fixed up front: the IAM must know the hub's redirect URI before it starts.
     # So are XRootD's: Rucio's seed registers the origin's port and the cache's address before they start.
-    return Settings(state_dir=state_dir, iam_port=0, rucio_port=0, postgres_port=0, hub_port=free_port(),
-                    xrootd_port=free_port(), xcache_port=free_port(), cric_port=0, registrar_port=free_port())
+    return Settings(
+        state_dir=state_dir,
+        iam_port=0,
+        rucio_port=0,
+        postgres_port=0,
+        hub_port=free_port(),
+        xrootd_port=free_port(),
+        xcache_port=free_port(),
+        cric_port=0,
+        registrar_port=free_port(),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -105,11 +114,18 @@ def hub_test_extra() -> dict:
     """A test-only hub service that starts and stops servers (and reads their pid from the server state) and makes
     tokens for tests. It cannot read auth_state: tests read that from the hub's database (tests.hub_state). Users
     and IAM operators have the production roles (hub_plugins.hub_roles)."""
-    return {"JupyterHub": {
-        "services": [{"name": "test-admin", "api_token": TEST_ADMIN_TOKEN}],
-        "load_roles": [{"name": "test-admin", "services": ["test-admin"],
-                        "scopes": ["admin:servers", "admin:server_state", "list:users", "read:users", "tokens"]}],
-    }}
+    return {
+        "JupyterHub": {
+            "services": [{"name": "test-admin", "api_token": TEST_ADMIN_TOKEN}],
+            "load_roles": [
+                {
+                    "name": "test-admin",
+                    "services": ["test-admin"],
+                    "scopes": ["admin:servers", "admin:server_state", "list:users", "read:users", "tokens"],
+                }
+            ],
+        }
+    }
 
 
 @pytest.fixture(scope="session")
@@ -206,8 +222,9 @@ def alice_env(hub, hub_admin, registrar, rucio_daemons):
     from devstack.iam_login import login
 
     browser = requests.Session()
-    callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
-                     stop_at=f"{hub.url}/hub/oauth_callback")
+    callback = login(
+        browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass", stop_at=f"{hub.url}/hub/oauth_callback"
+    )
     assert browser.get(callback, allow_redirects=False, timeout=30).status_code == 302
     started = hub_admin.post(f"{hub_admin.api}/users/alice/server", timeout=90)
     assert started.status_code in (201, 202) or "already running" in started.text, started.text

@@ -116,8 +116,9 @@ def chart_version(built: list[dict], release: str) -> str:
     return hr["spec"]["chart"]["spec"]["version"]
 
 
-def user_pods_report(values: dict, tmp_path: Path, *, users=("alice",), user_options: dict | None = None,
-                     chart: str = "") -> tuple[int, dict, str]:
+def user_pods_report(
+    values: dict, tmp_path: Path, *, users=("alice",), user_options: dict | None = None, chart: str = ""
+) -> tuple[int, dict, str]:
     """The user pods the real KubeSpawner makes of `values`, per user and profile (tests/deploy/user_pods.py)."""
     path = tmp_path / "values.json"
     path.write_text(json.dumps(values))
@@ -142,8 +143,12 @@ def user_pods(overlays, tmp_path_factory) -> dict[str, tuple[dict, dict, dict]]:
     for env in ENVS:
         built = overlays[env]
         values = release_values(built, "jupyterhub")
-        code, report, stderr = user_pods_report(values, tmp_path_factory.mktemp(f"user-pods-{env}"),
-                                                users=("alice", "john.doe"), chart=chart_version(built, "jupyterhub"))
+        code, report, stderr = user_pods_report(
+            values,
+            tmp_path_factory.mktemp(f"user-pods-{env}"),
+            users=("alice", "john.doe"),
+            chart=chart_version(built, "jupyterhub"),
+        )
         assert code == 0, report["errors"] or stderr
         rendered[env] = (values, release_values(built, "dlaas"), report)
     return rendered
@@ -154,8 +159,14 @@ def hub_config_report(values: dict, tmp_path: Path) -> tuple[int, dict, str]:
     path = tmp_path / "values.json"
     path.write_text(json.dumps(values))
     env_secret = {"JUPYTERHUB_CRYPT_KEY": "ab" * 32, "OAUTH_CLIENT_SECRET": "not-a-real-secret"}
-    r = subprocess.run([str(MAIN_PYTHON), str(HERE / "hub_config_check.py"), str(path)], capture_output=True,
-                       text=True, timeout=120, cwd=REPO, env={"PATH": "/usr/bin:/bin", **env_secret})
+    r = subprocess.run(
+        [str(MAIN_PYTHON), str(HERE / "hub_config_check.py"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **env_secret},
+    )
     try:
         report = json.loads(r.stdout)
     except ValueError:

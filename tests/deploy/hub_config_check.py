@@ -19,12 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-CONFIG_TEMPLATE = '''\
+CONFIG_TEMPLATE = """\
 import json
 from z2jh_hub import apply_values  # next to this script
 c = get_config()  # noqa: F821
 apply_values(c, json.loads({values!r}), namespace={namespace!r}, chart_version={chart_version!r})
-'''
+"""
 
 
 USERNAME_PROBES = ["alice", "john.doe", "j_doe-2", "../bob", "bob/x", "alice\n", "Alice", ".hidden", "a" * 65]
@@ -55,16 +55,21 @@ def check(values: dict, namespace: str = "dlaas", chart_version: str = "") -> di
     report: dict = {"errors": []}
     with tempfile.TemporaryDirectory(prefix="dlaas-hubcfg-") as tmp:
         path = Path(tmp) / "jupyterhub_config.py"
-        path.write_text(CONFIG_TEMPLATE.format(values=json.dumps(values), namespace=namespace,
-                                               chart_version=chart_version))
+        path.write_text(
+            CONFIG_TEMPLATE.format(values=json.dumps(values), namespace=namespace, chart_version=chart_version)
+        )
         app = JupyterHub()
         app.load_config_file(str(path))
 
     auth_cls = app.authenticator_class
     report["authenticator_class"] = f"{auth_cls.__module__}.{auth_cls.__qualname__}"
     known: dict[str, type[Configurable]] = {
-        "JupyterHub": JupyterHub, "Authenticator": Authenticator, "Spawner": Spawner, "KubeSpawner": KubeSpawner,
-        "DataLakeEnvironment": DataLakeEnvironment, auth_cls.__name__: auth_cls,
+        "JupyterHub": JupyterHub,
+        "Authenticator": Authenticator,
+        "Spawner": Spawner,
+        "KubeSpawner": KubeSpawner,
+        "DataLakeEnvironment": DataLakeEnvironment,
+        auth_cls.__name__: auth_cls,
     }
     from jupyterhub.services.service import Service
 

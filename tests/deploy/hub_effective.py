@@ -19,7 +19,9 @@ import tempfile
 from pathlib import Path
 
 KUBECONFIG = {
-    "apiVersion": "v1", "kind": "Config", "current-context": "offline",
+    "apiVersion": "v1",
+    "kind": "Config",
+    "current-context": "offline",
     "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:9"}}],
     "users": [{"name": "offline", "user": {}}],
     "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],

@@ -11,8 +11,9 @@ nothing of ours sets them.
 from __future__ import annotations
 
 # Volume types the restricted level allows.
-ALLOWED_VOLUMES = frozenset({"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                             "projected", "secret"})
+ALLOWED_VOLUMES = frozenset(
+    {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+)
 SECCOMP_OK = frozenset({"RuntimeDefault", "Localhost"})
 WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job"}
 

@@ -21,8 +21,17 @@ from tests.deploy.pod_security import pod_templates
 CHART = CHARTS / "dlaas"
 SOURCES = [None, "render-all", *ENVS]
 # Kinds whose objects are, or create, pod templates: a ServiceAccount that may change one runs any pod it likes.
-POD_TEMPLATE_RESOURCES = {"pods", "podtemplates", "deployments", "daemonsets", "statefulsets", "replicasets",
-                          "replicationcontrollers", "jobs", "cronjobs"}
+POD_TEMPLATE_RESOURCES = {
+    "pods",
+    "podtemplates",
+    "deployments",
+    "daemonsets",
+    "statefulsets",
+    "replicasets",
+    "replicationcontrollers",
+    "jobs",
+    "cronjobs",
+}
 
 
 def values_file(source, overlays, tmp_path):
@@ -64,8 +73,21 @@ def test_lint_template_and_strict_validation(deploy, overlays, source, tmp_path)
 
 def test_render_all_values_renders_every_template(deploy, rendered):
     kinds = sorted({o["kind"] for o in rendered})
-    assert kinds == sorted(["ConfigMap", "CronJob", "DaemonSet", "Deployment", "NetworkPolicy", "PersistentVolume",
-                            "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "ServiceAccount"])
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "CronJob",
+            "DaemonSet",
+            "Deployment",
+            "NetworkPolicy",
+            "PersistentVolume",
+            "PersistentVolumeClaim",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
     text = deploy.template(CHART, CHART / "ci" / "render-all-values.yaml").stdout
     templates = {p.name for p in (CHART / "templates").glob("*.yaml")}
     sources = {line.rsplit("/", 1)[1] for line in text.splitlines() if line.startswith("# Source: dlaas/templates/")}
@@ -94,19 +116,31 @@ def test_schema_declares_additional_properties_on_every_object():
     assert not open_objects
 
 
-@pytest.mark.parametrize("patch, needle", [
-    ({"xcache": {"replica": 2}}, "replica"),
-    ({"eos": {"instances": [{"name": "escape", "mgm": "m", "remoteMountDir": "/eos/x/", "mount": "/x"}]}}, "mount"),
-    ({"scratchCleanup": {"enabled": True, "schedule": "every day"}}, "schedule"),
-    ({"eos": {"image": {"repository": "r", "tag": "t", "pullPolicy": "Sometimes"}}}, "pullPolicy"),
-    ({"eos": {"instances": [{"name": "escape\n", "mgm": "m", "remoteMountDir": "/eos/x/"}]}}, "name"),
-    ({"namespaces": {"hub": "dlaas\n", "eos": "dlaas-eos", "cache": "dlaas-cache"}}, "hub"),
-    ({"registrar": {"enabled": True, "scratchRse": "DLAAS-SCRATCHDISK"}}, "scratchRse"),
-    ({"eos": {"instances": [{"name": "scratch", "mgm": "m", "remoteMountDir": "/eos/x/"}]}}, "name"),
-    ({"eos": {"nodeSelector": {"hub.jupyter.org/node-purpose": None}}}, "nodeSelector"),
-], ids=["unknown-key", "unknown-nested-key", "bad-cron", "bad-enum", "name-with-trailing-newline",
-        "namespace-with-trailing-newline", "scratch-rse-any-account-may-register-on", "instance-named-scratch",
-        "eos-on-every-node-unpinned"])
+@pytest.mark.parametrize(
+    "patch, needle",
+    [
+        ({"xcache": {"replica": 2}}, "replica"),
+        ({"eos": {"instances": [{"name": "escape", "mgm": "m", "remoteMountDir": "/eos/x/", "mount": "/x"}]}}, "mount"),
+        ({"scratchCleanup": {"enabled": True, "schedule": "every day"}}, "schedule"),
+        ({"eos": {"image": {"repository": "r", "tag": "t", "pullPolicy": "Sometimes"}}}, "pullPolicy"),
+        ({"eos": {"instances": [{"name": "escape\n", "mgm": "m", "remoteMountDir": "/eos/x/"}]}}, "name"),
+        ({"namespaces": {"hub": "dlaas\n", "eos": "dlaas-eos", "cache": "dlaas-cache"}}, "hub"),
+        ({"registrar": {"enabled": True, "scratchRse": "DLAAS-SCRATCHDISK"}}, "scratchRse"),
+        ({"eos": {"instances": [{"name": "scratch", "mgm": "m", "remoteMountDir": "/eos/x/"}]}}, "name"),
+        ({"eos": {"nodeSelector": {"hub.jupyter.org/node-purpose": None}}}, "nodeSelector"),
+    ],
+    ids=[
+        "unknown-key",
+        "unknown-nested-key",
+        "bad-cron",
+        "bad-enum",
+        "name-with-trailing-newline",
+        "namespace-with-trailing-newline",
+        "scratch-rse-any-account-may-register-on",
+        "instance-named-scratch",
+        "eos-on-every-node-unpinned",
+    ],
+)
 def test_bad_values_fail_lint_and_template(deploy, tmp_path, patch, needle):
     bad = tmp_path / "bad-values.yaml"
     bad.write_text(yaml.safe_dump(patch))
@@ -134,8 +168,11 @@ def test_eos_fusex_daemonset_is_privileged_with_bidirectional_mount(rendered):
     assert ds["metadata"]["namespace"] == "dlaas-eos"
     containers = ds["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["eosxd-escape", "eosxd-user", "eosxd-scratch"]
-    expected_volume = {"eosxd-escape": ("eos", "/eos"), "eosxd-user": ("eos", "/eos"),
-                       "eosxd-scratch": ("scratch", "/var/lib/dlaas")}
+    expected_volume = {
+        "eosxd-escape": ("eos", "/eos"),
+        "eosxd-user": ("eos", "/eos"),
+        "eosxd-scratch": ("scratch", "/var/lib/dlaas"),
+    }
     for c in containers:
         assert c["securityContext"]["privileged"] is True
         name, path = expected_volume[c["name"]]
@@ -156,12 +193,18 @@ def test_eos_fusex_daemonset_is_privileged_with_bidirectional_mount(rendered):
     assert scratch["remotemountdir"] == "/eos/escape/dlaas-scratch/"
 
 
-USERS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dlaas"}},
-         "podSelector": {"matchLabels": {"component": "singleuser-server", "app": "jupyterhub"}}}
-HUB = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dlaas"}},
-       "podSelector": {"matchLabels": {"component": "hub", "app": "jupyterhub"}}}
-DNS = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
-       "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+USERS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dlaas"}},
+    "podSelector": {"matchLabels": {"component": "singleuser-server", "app": "jupyterhub"}},
+}
+HUB = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dlaas"}},
+    "podSelector": {"matchLabels": {"component": "hub", "app": "jupyterhub"}},
+}
+DNS = {
+    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
 
 
 def named(objects, kind, name):
@@ -179,8 +222,10 @@ def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered,
     assert policies["dlaas-scratch-cleanup"]["policyTypes"] == ["Ingress", "Egress"]
     assert "egress" not in policies["dlaas-scratch-cleanup"]  # no network at all
     origins = named(rendered, "ConfigMap", "dlaas-xcache-origins")
-    assert origins["data"]["origins.cfg"].split("\n")[:2] == ["pss.permit eos.example.org",
-                                                              "pss.permit origin.example.net:1094"]
+    assert origins["data"]["origins.cfg"].split("\n")[:2] == [
+        "pss.permit eos.example.org",
+        "pss.permit origin.example.net:1094",
+    ]
     config = named(rendered, "ConfigMap", "dlaas-xcache")["data"]["xcache.cfg"]
     lines = config.splitlines()
     assert "pss.origin =" in lines
@@ -189,9 +234,21 @@ def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered,
     assert "initContainers" not in pod
     (container,) = pod["containers"]
     assert container["command"] == [
-        "dlaas-xcache-serve", "--config", "/etc/xcache/xcache.cfg", "--origins", "/etc/xcache/origins/origins.cfg",
-        "--authdb", "/var/run/xrootd/origins.authdb", "--permit-file", "/var/run/xrootd/origins.cfg",
-        "--", "-l", "-", "-n", "xcache"]
+        "dlaas-xcache-serve",
+        "--config",
+        "/etc/xcache/xcache.cfg",
+        "--origins",
+        "/etc/xcache/origins/origins.cfg",
+        "--authdb",
+        "/var/run/xrootd/origins.authdb",
+        "--permit-file",
+        "/var/run/xrootd/origins.cfg",
+        "--",
+        "-l",
+        "-",
+        "-n",
+        "xcache",
+    ]
     # The wrapper's own start check: the configuration loads the path rules and the checked list it writes.
     cfg = tmp_path / "xcache.cfg"
     cfg.write_text(config)
@@ -199,10 +256,13 @@ def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered,
     assert serve.config_problem(cfg, Path(args["--authdb"]), Path(args["--permit-file"])) is None
     cfg.write_text(config.replace("continue /var/run/xrootd/origins.cfg", "continue /etc/xcache/origins/"))
     assert "lacks `continue /var/run/xrootd/origins.cfg`" in serve.config_problem(
-        cfg, Path(args["--authdb"]), Path(args["--permit-file"]))
+        cfg, Path(args["--authdb"]), Path(args["--permit-file"])
+    )
     # ... and the initial list is one it accepts.
     assert [o.netloc for o in allow_list.parse(origins["data"]["origins.cfg"])] == [
-        "eos.example.org:1094", "origin.example.net:1094"]
+        "eos.example.org:1094",
+        "origin.example.net:1094",
+    ]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     # The allow-list is the whole ConfigMap directory (no subPath): the kubelet updates it in place when the origin
@@ -231,8 +291,12 @@ def test_origin_sync_may_only_rewrite_its_own_configmap(rendered):
     (role,) = by_kind(rendered, "Role")
     assert role["metadata"]["namespace"] == "dlaas-cache"
     assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["dlaas-xcache-origins"],
-         "verbs": ["get", "update", "patch"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["dlaas-xcache-origins"],
+            "verbs": ["get", "update", "patch"],
+        },
     ]
     job = named(rendered, "CronJob", "dlaas-xcache-origin-sync")
     (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
@@ -251,16 +315,29 @@ def test_no_service_account_of_ours_may_create_or_change_pod_templates(deploy, o
     for role in by_kind(objects, "Role"):
         assert pod_template_grants(role) == [], role["metadata"]["name"]
     # Only the origin sync gets an API token at all.
-    with_token = [name for _, name, spec in pod_templates(objects)
-                  if spec.get("automountServiceAccountToken") is not False]
+    with_token = [
+        name for _, name, spec in pod_templates(objects) if spec.get("automountServiceAccountToken") is not False
+    ]
     assert with_token in ([], ["CronJob/dlaas-xcache-origin-sync"])
 
 
 def test_the_old_origin_sync_role_would_be_caught():
-    old = {"rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["dlaas-xcache-origins"],
-                      "verbs": ["get", "update", "patch"]},
-                     {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["dlaas-xcache"],
-                      "verbs": ["get", "patch"]}]}
+    old = {
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": ["dlaas-xcache-origins"],
+                "verbs": ["get", "update", "patch"],
+            },
+            {
+                "apiGroups": ["apps"],
+                "resources": ["deployments"],
+                "resourceNames": ["dlaas-xcache"],
+                "verbs": ["get", "patch"],
+            },
+        ]
+    }
     assert pod_template_grants(old) == ["['get', 'patch'] on ['deployments']"]
     assert pod_template_grants({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]}]})
     assert pod_template_grants({"rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]})
@@ -272,8 +349,10 @@ def test_origin_sync_reaches_only_cric_and_the_api_server(rendered):
     assert policy["egress"] == [
         DNS,
         {"to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}], "ports": [{"protocol": "TCP", "port": 443}]},
-        {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "192.0.2.10/32"}}],
-         "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
+        {
+            "to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "192.0.2.10/32"}}],
+            "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+        },
     ]
 
 
@@ -291,11 +370,22 @@ def test_registrar_serves_users_and_the_hub_only_and_reads_scratch_read_only(ren
     pod = template["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "ghcr.io/escape-dlaas/dlaas-hub:0.1.0"  # the hub image carries the registrar
-    assert container["command"][:9] == ["dlaas-registrar", "--ip", "0.0.0.0", "--port", "8090",
-                                        "--scratch-root", "/scratch-root", "--scratch-rse", "DLAAS-SCRATCH"]
+    assert container["command"][:9] == [
+        "dlaas-registrar",
+        "--ip",
+        "0.0.0.0",
+        "--port",
+        "8090",
+        "--scratch-root",
+        "/scratch-root",
+        "--scratch-rse",
+        "DLAAS-SCRATCH",
+    ]
     env = {e["name"]: e for e in container["env"]}
-    assert env["JUPYTERHUB_API_TOKEN"] == {"name": "JUPYTERHUB_API_TOKEN", "valueFrom": {"secretKeyRef": {
-        "name": "hub", "key": "hub.services.dlaas-registrar.apiToken"}}}
+    assert env["JUPYTERHUB_API_TOKEN"] == {
+        "name": "JUPYTERHUB_API_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "hub", "key": "hub.services.dlaas-registrar.apiToken"}},
+    }
     assert env["JUPYTERHUB_API_URL"]["value"] == "http://hub:8081/hub/api"
     assert env["JUPYTERHUB_SERVICE_NAME"]["value"] == "dlaas-registrar"
     assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == "/services/dlaas-registrar/"
@@ -369,6 +459,7 @@ def test_scratch_cleanup_cronjob_runs_the_real_console_script(rendered, tmp_path
     new.write_bytes(b"y")
     day = 86400
     import os
+
     os.utime(old, (time.time() - 2 * day, time.time() - 2 * day))  # 48 h old: older than the 24 h of the values
     args = [str(tmp_path) if a == mount_path else a for a in command[1:]]
     assert main(args) == 0

@@ -20,8 +20,12 @@ def test_pinned_versions(tools):
     kubectl = version(tools.kubectl, "version", "--client")
     assert "v1.37.1" in kubectl and "Kustomize Version: v5" in kubectl
     assert "2.15.1" in version(tools.hadolint, "--version")
-    assert version(tools.python, "-c", "import kubernetes_validate; print(kubernetes_validate.version.__version__)"
-                   ).strip() == "1.37.0"
+    assert (
+        version(
+            tools.python, "-c", "import kubernetes_validate; print(kubernetes_validate.version.__version__)"
+        ).strip()
+        == "1.37.0"
+    )
 
 
 def test_second_install_is_a_no_op(tools):

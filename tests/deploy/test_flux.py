@@ -50,14 +50,20 @@ def test_every_flux_manifest_is_valid(deploy):
     assert all("SOPS-encrypted" in s for s in report["skipped"])
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (("apps/base/jupyterhub/helmrelease.yaml", "  interval: 30m", "  intreval: 30m"), "'intreval' was unexpected"),
-    (("apps/base/dlaas/helmrelease.yaml", "remediateLastFailure", "remediateLastFailures"),
-     "'remediateLastFailures' was unexpected"),
-    (("apps/base/jupyterhub/helmrelease.yaml", "mode: warn", "mode: warning"), "'warning' is not one of"),
-    (("clusters/production/apps.yaml", "prune: true", "prune: yes-please"), "is not of type 'boolean'"),
-    (("infrastructure/namespaces.yaml", "  labels:", "  labelz:"), "labelz"),
-], ids=["helmrelease-field", "nested-field", "enum", "type", "kubernetes-object"])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (("apps/base/jupyterhub/helmrelease.yaml", "  interval: 30m", "  intreval: 30m"), "'intreval' was unexpected"),
+        (
+            ("apps/base/dlaas/helmrelease.yaml", "remediateLastFailure", "remediateLastFailures"),
+            "'remediateLastFailures' was unexpected",
+        ),
+        (("apps/base/jupyterhub/helmrelease.yaml", "mode: warn", "mode: warning"), "'warning' is not one of"),
+        (("clusters/production/apps.yaml", "prune: true", "prune: yes-please"), "is not of type 'boolean'"),
+        (("infrastructure/namespaces.yaml", "  labels:", "  labelz:"), "labelz"),
+    ],
+    ids=["helmrelease-field", "nested-field", "enum", "type", "kubernetes-object"],
+)
 def test_a_broken_manifest_fails(deploy, tmp_path, edit, expected):
     tree = tmp_path / "flux"
     shutil.copytree(FLUX, tree)
@@ -83,8 +89,10 @@ def test_a_broken_overlay_fails_kustomize(deploy, tmp_path):
 def test_clusters_only_wire_flux_kustomizations():
     for env in ENVS:
         objs = [d for f in sorted((FLUX / "clusters" / env).glob("*.yaml")) for d in docs(f.read_text())]
-        assert {(o["kind"], o["metadata"]["name"]) for o in objs} == {("Kustomization", "infrastructure"),
-                                                                      ("Kustomization", "apps")}
+        assert {(o["kind"], o["metadata"]["name"]) for o in objs} == {
+            ("Kustomization", "infrastructure"),
+            ("Kustomization", "apps"),
+        }
         apps = next(o for o in objs if o["metadata"]["name"] == "apps")["spec"]
         assert apps["path"] == f"./flux/apps/{env}"
         assert apps["dependsOn"] == [{"name": "infrastructure"}]
@@ -109,7 +117,7 @@ def test_overlays_patch_only_versions_and_values(env):
         doc = yaml.safe_load((FLUX / "apps" / env / patch["path"]).read_text())
         assert doc["kind"] == "HelmRelease"
         for path in leaf_paths({"spec": doc["spec"]}):
-            assert any(path[:len(p)] == p for p in PATCHABLE), f"{patch['path']} patches {'.'.join(path)}"
+            assert any(path[: len(p)] == p for p in PATCHABLE), f"{patch['path']} patches {'.'.join(path)}"
 
 
 def test_helmreleases_pin_versions_depend_and_remediate(built):

@@ -17,9 +17,23 @@ from devstack.settings import MAIN_PYTHON, REPO, Settings
 from tests.deploy.conftest import ENVS, FLUX, HERE, deep_merge, docs, release_values
 
 #: What hub_plugins.hub_config.configure makes equal everywhere (hub_effective.py reports them).
-SHARED = ("authenticator_class", "username_pattern", "allow_hub_admins", "admins", "enable_auth_state", "token_api",
-          "custom_scopes", "user_role_scopes", "operator_role_scopes", "token_expires_in_max_seconds",
-          "server_token_scopes", "pre_spawn_hook", "default_url", "http_timeout", "sqlite_wal")
+SHARED = (
+    "authenticator_class",
+    "username_pattern",
+    "allow_hub_admins",
+    "admins",
+    "enable_auth_state",
+    "token_api",
+    "custom_scopes",
+    "user_role_scopes",
+    "operator_role_scopes",
+    "token_expires_in_max_seconds",
+    "server_token_scopes",
+    "pre_spawn_hook",
+    "default_url",
+    "http_timeout",
+    "sqlite_wal",
+)
 
 Z2JH_CONFIG = """\
 import json, sys
@@ -32,8 +46,14 @@ apply_values(c, json.loads({values!r}), namespace="dlaas")
 
 def effective(config_file, **env) -> dict:
     secrets = {"JUPYTERHUB_CRYPT_KEY": "ab" * 32, "OAUTH_CLIENT_SECRET": "not-a-real-secret"}
-    r = subprocess.run([str(MAIN_PYTHON), str(HERE / "hub_effective.py"), str(config_file)], capture_output=True,
-                       text=True, timeout=120, cwd=REPO, env={"PATH": "/usr/bin:/bin", **secrets, **env})
+    r = subprocess.run(
+        [str(MAIN_PYTHON), str(HERE / "hub_effective.py"), str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **secrets, **env},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout)
 
@@ -81,15 +101,20 @@ def test_the_local_hub_and_the_production_values_share_the_hub_glue(local, produ
     assert production["differs"]["spawner_class"] == "kubespawner.spawner.KubeSpawner"
 
 
-@pytest.mark.parametrize("patch, key", [
-    # A subclass's section wins over configure's Spawner-level setting: the pods would land elsewhere.
-    ({"hub": {"config": {"KubeSpawner": {"default_url": "/tree"}}}}, "default_url"),
-    # A deployment narrowing user names differently from the local stack.
-    ({"hub": {"config": {"EscapeIAMAuthenticator": {"username_pattern": "[a-z]+"}}}}, "username_pattern"),
-    # Glue written by hand after configure(c) in the values.
-    ({"hub": {"extraConfig": {"zz-extra.py": "c.Spawner.server_token_scopes = ['access:servers!server']"}}},
-     "server_token_scopes"),
-])
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        # A subclass's section wins over configure's Spawner-level setting: the pods would land elsewhere.
+        ({"hub": {"config": {"KubeSpawner": {"default_url": "/tree"}}}}, "default_url"),
+        # A deployment narrowing user names differently from the local stack.
+        ({"hub": {"config": {"EscapeIAMAuthenticator": {"username_pattern": "[a-z]+"}}}}, "username_pattern"),
+        # Glue written by hand after configure(c) in the values.
+        (
+            {"hub": {"extraConfig": {"zz-extra.py": "c.Spawner.server_token_scopes = ['access:servers!server']"}}},
+            "server_token_scopes",
+        ),
+    ],
+)
 def test_a_deployment_that_drifts_from_the_shared_glue_is_caught(local, production_values, tmp_path, patch, key):
     drifted = z2jh_effective(deep_merge(production_values, patch), tmp_path)
     assert key in differences(local, drifted)

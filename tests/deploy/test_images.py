@@ -19,8 +19,7 @@ WORKFLOW = REPO / ".github" / "workflows" / "images.yaml"
 
 
 def test_the_five_images_exist():
-    assert [p.parent.name for p in DOCKERFILES] == ["hub", "singleuser", "singleuser-alma", "singleuser-root",
-                                                    "xcache"]
+    assert [p.parent.name for p in DOCKERFILES] == ["hub", "singleuser", "singleuser-alma", "singleuser-root", "xcache"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -50,10 +49,14 @@ def test_pinned_bases_and_non_root_user(dockerfile):
     assert last not in ("root", "0"), f"last USER is {last}"
 
 
-@pytest.mark.parametrize("bad, rule", [
-    ("FROM python:latest\nRUN pip install requests\n", "DL3007"),
-    ("FROM debian:12.9-slim\nRUN apt-get update && apt-get install -y curl\n", "DL3008"),
-], ids=["latest-tag", "unpinned-apt"])
+@pytest.mark.parametrize(
+    "bad, rule",
+    [
+        ("FROM python:latest\nRUN pip install requests\n", "DL3007"),
+        ("FROM debian:12.9-slim\nRUN apt-get update && apt-get install -y curl\n", "DL3008"),
+    ],
+    ids=["latest-tag", "unpinned-apt"],
+)
 def test_hadolint_catches_bad_dockerfiles(deploy, tmp_path, bad, rule):
     path = tmp_path / "Dockerfile"
     path.write_text(bad)
@@ -71,8 +74,12 @@ def test_workflow_builds_every_image_the_deployment_uses():
     for dockerfile in built.values():
         assert (REPO / dockerfile).is_file()
     assert {f"images/{p.parent.name}/Dockerfile" for p in DOCKERFILES} == set(built.values())
-    referenced = set(re.findall(r"ghcr\.io/escape-dlaas/([\w-]+)", "".join(
-        p.read_text() for p in [*FLUX.rglob("*.yaml"), *CHARTS.rglob("values*.yaml")])))
+    referenced = set(
+        re.findall(
+            r"ghcr\.io/escape-dlaas/([\w-]+)",
+            "".join(p.read_text() for p in [*FLUX.rglob("*.yaml"), *CHARTS.rglob("values*.yaml")]),
+        )
+    )
     assert referenced and referenced <= set(built)
     assert workflow["permissions"] == {"contents": "read", "packages": "write"}
 
@@ -129,14 +136,22 @@ def test_the_project_is_installed_from_its_own_wheel_only(dockerfile):
         assert any("--requirement /tmp/wheels/requirements.txt" in c for c in run_commands(text))
 
 
-@pytest.mark.parametrize("bad, problem", [
-    ('RUN pip install --no-cache-dir --find-links /tmp/wheels "escape-dlaas[hub]==${DLAAS_VERSION}"',
-     "--find-links"),
-    ('RUN pip install --no-index --no-deps "escape-dlaas==${DLAAS_VERSION}"', "not the wheel file by path"),
-    ('RUN pip install --no-deps "/tmp/wheels/escape_dlaas-${DLAAS_VERSION}-py3-none-any.whl"',
-     "the wheel is installed without --no-index"),
-    ('RUN python3 -m venv /v \\\n    && /v/bin/pip install -f /w escape_dlaas', "--find-links"),
-], ids=["find-links-by-name", "by-name", "no-index-missing", "venv-pip-short-flag"])
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        (
+            'RUN pip install --no-cache-dir --find-links /tmp/wheels "escape-dlaas[hub]==${DLAAS_VERSION}"',
+            "--find-links",
+        ),
+        ('RUN pip install --no-index --no-deps "escape-dlaas==${DLAAS_VERSION}"', "not the wheel file by path"),
+        (
+            'RUN pip install --no-deps "/tmp/wheels/escape_dlaas-${DLAAS_VERSION}-py3-none-any.whl"',
+            "the wheel is installed without --no-index",
+        ),
+        ("RUN python3 -m venv /v \\\n    && /v/bin/pip install -f /w escape_dlaas", "--find-links"),
+    ],
+    ids=["find-links-by-name", "by-name", "no-index-missing", "venv-pip-short-flag"],
+)
 def test_an_install_an_index_could_win_is_caught(bad, problem):
     assert any(p.startswith(problem) for p in project_install_problems(bad)), project_install_problems(bad)
 
@@ -144,13 +159,13 @@ def test_an_install_an_index_could_win_is_caught(bad, problem):
 def test_project_requirements_expands_extras_and_refuses_unknown_ones(tmp_path):
     script = IMAGES / "project_requirements.py"
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('''[project]
+    pyproject.write_text("""[project]
 name = "escape-dlaas"
 dependencies = ["requests>=2.31"]
 [project.optional-dependencies]
 hub = ["jupyterhub==6.1.1"]
 registrar = ["escape-dlaas[hub]", "rucio-clients==41.5.1"]
-''')
+""")
     r = run([sys.executable, script, pyproject, "registrar"])
     assert r.returncode == 0 and r.stdout.split() == ["requests>=2.31", "jupyterhub==6.1.1", "rucio-clients==41.5.1"]
     r = run([sys.executable, script, pyproject, "hubb"])

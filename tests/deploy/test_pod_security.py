@@ -58,8 +58,11 @@ def test_every_pod_of_ours_in_a_restricted_namespace_is_restricted(cluster, name
     pods = pod_templates(rendered)
     restricted = [p for p in pods if namespaces[p[0]].get(ENFORCE) == "restricted"]
     assert {name for _, name, _ in restricted} >= {
-        "Deployment/dlaas-xcache", "Deployment/dlaas-registrar", "CronJob/dlaas-xcache-origin-sync",
-        "CronJob/dlaas-scratch-cleanup"}
+        "Deployment/dlaas-xcache",
+        "Deployment/dlaas-registrar",
+        "CronJob/dlaas-xcache-origin-sync",
+        "CronJob/dlaas-scratch-cleanup",
+    }
     for namespace, name, spec in restricted:
         assert restricted_violations(spec) == [], f"{namespace} {name}"
 
@@ -77,8 +80,11 @@ def test_only_the_eos_fusex_daemonset_and_its_keytab_live_in_the_privileged_name
     _, values, dlaas, rendered, built = cluster
     in_eos = [o for o in rendered + built if o["metadata"].get("namespace") == "dlaas-eos"]
     assert sorted((o["kind"], o["metadata"]["name"]) for o in in_eos) == [
-        ("ConfigMap", "dlaas-eos-fusex"), ("DaemonSet", "dlaas-eos-fusex"), ("NetworkPolicy", "dlaas-eos-fusex"),
-        ("Secret", "dlaas-eos-sss")]
+        ("ConfigMap", "dlaas-eos-fusex"),
+        ("DaemonSet", "dlaas-eos-fusex"),
+        ("NetworkPolicy", "dlaas-eos-fusex"),
+        ("Secret", "dlaas-eos-sss"),
+    ]
     (daemonset,) = [o for o in in_eos if o["kind"] == "DaemonSet"]
     # It would be refused anywhere else: the checker sees why.
     assert any("privileged" in v for v in restricted_violations(daemonset["spec"]["template"]["spec"]))
@@ -120,8 +126,9 @@ def test_user_pods_reach_eos_through_claims_bound_to_exactly_the_mounts(cluster)
 
 
 def test_a_scratch_mount_inside_the_data_mount_is_refused(deploy, overlays, tmp_path):
-    values = deep_merge(release_values(overlays["production"], "dlaas"),
-                        {"eos": {"scratch": {"hostMountPath": "/eos/scratch"}}})
+    values = deep_merge(
+        release_values(overlays["production"], "dlaas"), {"eos": {"scratch": {"hostMountPath": "/eos/scratch"}}}
+    )
     path = tmp_path / "values.json"
     path.write_text(json.dumps(values))
     out = deploy.template(CHARTS / "dlaas", path)
@@ -131,43 +138,113 @@ def test_a_scratch_mount_inside_the_data_mount_is_refused(deploy, overlays, tmp_
 
 GOOD_POD = {
     "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-    "containers": [{"name": "app", "securityContext": {"allowPrivilegeEscalation": False,
-                                                       "capabilities": {"drop": ["ALL"]}}}],
+    "containers": [
+        {"name": "app", "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}
+    ],
     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}],
 }
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"volumes": [{"name": "eos", "hostPath": {"path": "/eos"}}]}, "volume eos: type hostPath"),
-    ({"hostNetwork": True}, "hostNetwork: true"),
-    ({"hostPID": True}, "hostPID: true"),
-    ({"hostIPC": True}, "hostIPC: true"),
-    ({"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
-     "container app: runAsNonRoot is not true (container or pod)"),
-    ({"securityContext": {"runAsNonRoot": True}}, "container app: seccompProfile unset (container or pod: "
-                                                  "RuntimeDefault or Localhost)"),
-    ({"securityContext": {"runAsNonRoot": True, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}}},
-     "pod runAsUser: 0"),
-    ({"containers": [{"name": "app", "securityContext": {"capabilities": {"drop": ["ALL"]}}}]},
-     "container app: allowPrivilegeEscalation is not false"),
-    ({"containers": [{"name": "app", "securityContext": {"allowPrivilegeEscalation": False}}]},
-     "container app: capabilities do not drop ALL"),
-    ({"containers": [{"name": "app", "securityContext": {"allowPrivilegeEscalation": False, "privileged": True,
-                                                         "capabilities": {"drop": ["ALL"]}}}]},
-     "container app: privileged"),
-    ({"containers": [{"name": "app", "securityContext": {"allowPrivilegeEscalation": False,
-                                                         "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}}}]},
-     "container app: adds capabilities ['SYS_ADMIN']"),
-    ({"containers": [{"name": "app", "ports": [{"containerPort": 80, "hostPort": 80}],
-                      "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]},
-     "container app: hostPort 80"),
-    ({"initContainers": [{"name": "init", "securityContext": {"allowPrivilegeEscalation": False,
-                                                              "capabilities": {"drop": ["ALL"]},
-                                                              "seccompProfile": {"type": "Unconfined"}}}]},
-     "container init: seccompProfile Unconfined (container or pod: RuntimeDefault or Localhost)"),
-], ids=["hostPath", "hostNetwork", "hostPID", "hostIPC", "root-allowed", "no-seccomp", "uid-0",
-        "escalation-allowed", "capabilities-kept", "privileged", "capability-added", "host-port",
-        "unconfined-init-container"])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"volumes": [{"name": "eos", "hostPath": {"path": "/eos"}}]}, "volume eos: type hostPath"),
+        ({"hostNetwork": True}, "hostNetwork: true"),
+        ({"hostPID": True}, "hostPID: true"),
+        ({"hostIPC": True}, "hostIPC: true"),
+        (
+            {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
+            "container app: runAsNonRoot is not true (container or pod)",
+        ),
+        (
+            {"securityContext": {"runAsNonRoot": True}},
+            "container app: seccompProfile unset (container or pod: RuntimeDefault or Localhost)",
+        ),
+        (
+            {"securityContext": {"runAsNonRoot": True, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}}},
+            "pod runAsUser: 0",
+        ),
+        (
+            {"containers": [{"name": "app", "securityContext": {"capabilities": {"drop": ["ALL"]}}}]},
+            "container app: allowPrivilegeEscalation is not false",
+        ),
+        (
+            {"containers": [{"name": "app", "securityContext": {"allowPrivilegeEscalation": False}}]},
+            "container app: capabilities do not drop ALL",
+        ),
+        (
+            {
+                "containers": [
+                    {
+                        "name": "app",
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "privileged": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                    }
+                ]
+            },
+            "container app: privileged",
+        ),
+        (
+            {
+                "containers": [
+                    {
+                        "name": "app",
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
+                        },
+                    }
+                ]
+            },
+            "container app: adds capabilities ['SYS_ADMIN']",
+        ),
+        (
+            {
+                "containers": [
+                    {
+                        "name": "app",
+                        "ports": [{"containerPort": 80, "hostPort": 80}],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    }
+                ]
+            },
+            "container app: hostPort 80",
+        ),
+        (
+            {
+                "initContainers": [
+                    {
+                        "name": "init",
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "Unconfined"},
+                        },
+                    }
+                ]
+            },
+            "container init: seccompProfile Unconfined (container or pod: RuntimeDefault or Localhost)",
+        ),
+    ],
+    ids=[
+        "hostPath",
+        "hostNetwork",
+        "hostPID",
+        "hostIPC",
+        "root-allowed",
+        "no-seccomp",
+        "uid-0",
+        "escalation-allowed",
+        "capabilities-kept",
+        "privileged",
+        "capability-added",
+        "host-port",
+        "unconfined-init-container",
+    ],
+)
 def test_the_restricted_checker_refuses_each_violation(change, expected):
     assert restricted_violations(GOOD_POD) == []
     assert restricted_violations({**copy.deepcopy(GOOD_POD), **change}) == [expected]
@@ -195,10 +272,16 @@ def test_user_pods_may_reach_the_cache_and_the_registrar_and_those_admit_them(cl
         workload = next(o for o in rendered if f"{o['kind']}/{o['metadata']['name']}" == name)
         labels = workload["spec"]["template"]["metadata"]["labels"]
         port = targets[name]
-        assert any(selects(peer, namespace, labels) and {"protocol": "TCP", "port": port} in rule["ports"]
-                   for rule in egress for peer in rule["to"]), name
+        assert any(
+            selects(peer, namespace, labels) and {"protocol": "TCP", "port": port} in rule["ports"]
+            for rule in egress
+            for peer in rule["to"]
+        ), name
         policy = policies[name.split("/")[1]]
         assert policy["metadata"]["namespace"] == namespace
         assert all(labels.get(k) == v for k, v in policy["spec"]["podSelector"]["matchLabels"].items())
-        assert any(selects(peer, "dlaas", user_labels) and {"protocol": "TCP", "port": port} in rule["ports"]
-                   for rule in policy["spec"]["ingress"] for peer in rule["from"]), name
+        assert any(
+            selects(peer, "dlaas", user_labels) and {"protocol": "TCP", "port": port} in rule["ports"]
+            for rule in policy["spec"]["ingress"]
+            for peer in rule["from"]
+        ), name

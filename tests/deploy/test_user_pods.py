@@ -46,8 +46,12 @@ def environment(pod: dict) -> dict[str, str]:
 def mounts_of_claim(pod: dict, claim: str) -> list[dict]:
     names = {v["name"] for v in pod["spec"]["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim}
     assert names, f"no volume of the claim {claim}"
-    return [m for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
-            for m in c.get("volumeMounts", []) if m["name"] in names]
+    return [
+        m
+        for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
+        for m in c.get("volumeMounts", [])
+        if m["name"] in names
+    ]
 
 
 def every_pod(report: dict):
@@ -139,8 +143,9 @@ def test_no_token_in_the_pod_but_the_servers_own_hub_token(cluster):
         assert not [t for t in report["auth_state_tokens"] if t in text], (user, slug)
         assert not re.search(r"eyJ[\w-]*\.[\w-]+\.", text), (user, slug)
         env = environment(pod)
-        shaped = {name for name, value in env.items()
-                  if value and any(shape.fullmatch(value) for shape in TOKEN_SHAPES)}
+        shaped = {
+            name for name, value in env.items() if value and any(shape.fullmatch(value) for shape in TOKEN_SHAPES)
+        }
         assert shaped == HUB_TOKEN_VARIABLES, (user, slug)
         assert {env[name] for name in shaped} == {report["api_tokens"][user]}
         assert all("valueFrom" not in e for e in notebook(pod)["env"])
@@ -184,18 +189,34 @@ def root_profile(**override) -> dict:
     return {"display_name": "ROOT", "slug": "root", "kubespawner_override": override}
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda v: with_profile(v, 1, root_profile(imgae="ghcr.io/escape-dlaas/dlaas-singleuser-root:0.1.0")),
-     "singleuser.profileList[1] (root).kubespawner_override.imgae: not a KubeSpawner trait"),
-    (lambda v: with_profile(v, 2, {"display_name": "Alma", "slug": "alma", "kubespawner_overide": {"image": "x:1"}}),
-     "singleuser.profileList[2] (alma).kubespawner_overide: not a key of a KubeSpawner profile"),
-    (lambda v: deep_merge(v, {"singleuser": {"storage": {"extraVolumeMount": []}}}),
-     "singleuser.storage.extraVolumeMount: z2jh makes user pod settings of it"),
-    (lambda v: deep_merge(v, {"singleuser": {"lifecycleHooks": {"postStart": {}}}}),
-     "singleuser.lifecycleHooks: z2jh makes user pod settings of it"),
-    (lambda v: deep_merge(v, {"hub": {"config": {"KubeSpawner": {"pod_security_context": "restricted"}}}}),
-     "alice/base: TraitError: The 'pod_security_context' trait"),
-], ids=["override-key", "profile-key", "values-key", "key-not-replayed", "kubespawner-config-type"])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda v: with_profile(v, 1, root_profile(imgae="ghcr.io/escape-dlaas/dlaas-singleuser-root:0.1.0")),
+            "singleuser.profileList[1] (root).kubespawner_override.imgae: not a KubeSpawner trait",
+        ),
+        (
+            lambda v: with_profile(
+                v, 2, {"display_name": "Alma", "slug": "alma", "kubespawner_overide": {"image": "x:1"}}
+            ),
+            "singleuser.profileList[2] (alma).kubespawner_overide: not a key of a KubeSpawner profile",
+        ),
+        (
+            lambda v: deep_merge(v, {"singleuser": {"storage": {"extraVolumeMount": []}}}),
+            "singleuser.storage.extraVolumeMount: z2jh makes user pod settings of it",
+        ),
+        (
+            lambda v: deep_merge(v, {"singleuser": {"lifecycleHooks": {"postStart": {}}}}),
+            "singleuser.lifecycleHooks: z2jh makes user pod settings of it",
+        ),
+        (
+            lambda v: deep_merge(v, {"hub": {"config": {"KubeSpawner": {"pod_security_context": "restricted"}}}}),
+            "alice/base: TraitError: The 'pod_security_context' trait",
+        ),
+    ],
+    ids=["override-key", "profile-key", "values-key", "key-not-replayed", "kubespawner-config-type"],
+)
 def test_a_broken_profile_or_values_key_fails(production, tmp_path, change, expected):
     values, chart = production
     code, report, stderr = user_pods_report(change(values), tmp_path, chart=chart)
@@ -217,15 +238,28 @@ def test_a_profile_whose_pod_kubernetes_would_refuse_fails_validation(deploy, pr
     assert "container notebook: capabilities do not drop ALL" in restricted_violations(pod["spec"])
 
 
-@pytest.mark.parametrize("change, profile, expected", [
-    # z2jh's default: a privileged, root init container running iptables in every user pod.
-    (lambda v: without(v, "singleuser", "cloudMetadata"), "base",
-     ["container block-cloud-metadata: privileged", "container block-cloud-metadata: runAsUser: 0"]),
-    (lambda v: without(v, "hub", "config", "KubeSpawner", "container_security_context"), "base",
-     ["container notebook: capabilities do not drop ALL"]),
-    (lambda v: with_profile(v, 1, root_profile(container_security_context={"allowPrivilegeEscalation": True})),
-     "root", ["container notebook: allowPrivilegeEscalation is not false"]),
-], ids=["z2jh-default-iptables-init-container", "no-container-context", "profile-allows-escalation"])
+@pytest.mark.parametrize(
+    "change, profile, expected",
+    [
+        # z2jh's default: a privileged, root init container running iptables in every user pod.
+        (
+            lambda v: without(v, "singleuser", "cloudMetadata"),
+            "base",
+            ["container block-cloud-metadata: privileged", "container block-cloud-metadata: runAsUser: 0"],
+        ),
+        (
+            lambda v: without(v, "hub", "config", "KubeSpawner", "container_security_context"),
+            "base",
+            ["container notebook: capabilities do not drop ALL"],
+        ),
+        (
+            lambda v: with_profile(v, 1, root_profile(container_security_context={"allowPrivilegeEscalation": True})),
+            "root",
+            ["container notebook: allowPrivilegeEscalation is not false"],
+        ),
+    ],
+    ids=["z2jh-default-iptables-init-container", "no-container-context", "profile-allows-escalation"],
+)
 def test_a_user_pod_without_our_security_settings_is_refused(production, tmp_path, change, profile, expected):
     values, chart = production
     code, report, _ = user_pods_report(change(values), tmp_path, chart=chart)
@@ -253,5 +287,7 @@ def test_an_unknown_profile_is_refused(production, tmp_path):
     assert code == 1 and report["pods"] == {}
     # Refused by KubeSpawner's start(), or earlier - before the pre_spawn_hook, as HTTP 400 - by an
     # apply_user_options hook that has KubeSpawner load the options (then JupyterHub stops calling them unhandled).
-    assert report["errors"] in (["alice/api: ValueError: No such profile: gpu. Options include: base, root, alma"],
-                                ["alice/api: HTTPError: HTTP 400: Bad Request (Invalid user options)"])
+    assert report["errors"] in (
+        ["alice/api: ValueError: No such profile: gpu. Options include: base, root, alma"],
+        ["alice/api: HTTPError: HTTP 400: Bad Request (Invalid user options)"],
+    )

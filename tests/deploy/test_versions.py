@@ -64,11 +64,19 @@ def test_the_hub_dockerfile_names_its_z2jh_release_once():
     assert f'LABEL org.opencontainers.image.base.name="{Z2JH_HUB}:${{Z2JH_VERSION}}"' in text
 
 
-@pytest.mark.parametrize("version, dockerfile_from, expected", [
-    ("4.4.0", None, "staging: the jupyterhub chart is 4.4.0, the hub image is built on quay.io/jupyterhub/k8s-hub:"),
-    (">=4.3.3 <5.0.0", None, "staging: the jupyterhub chart version '>=4.3.3 <5.0.0' is not one exact release"),
-    (None, "quay.io/jupyterhub/k8s-hub:4.3.3", "staging: the jupyterhub chart is "),
-], ids=["other-release-in-an-overlay", "range-in-an-overlay", "dockerfile-pinned-elsewhere"])
+@pytest.mark.parametrize(
+    "version, dockerfile_from, expected",
+    [
+        (
+            "4.4.0",
+            None,
+            "staging: the jupyterhub chart is 4.4.0, the hub image is built on quay.io/jupyterhub/k8s-hub:",
+        ),
+        (">=4.3.3 <5.0.0", None, "staging: the jupyterhub chart version '>=4.3.3 <5.0.0' is not one exact release"),
+        (None, "quay.io/jupyterhub/k8s-hub:4.3.3", "staging: the jupyterhub chart is "),
+    ],
+    ids=["other-release-in-an-overlay", "range-in-an-overlay", "dockerfile-pinned-elsewhere"],
+)
 def test_a_chart_and_hub_image_of_different_releases_fail(deploy, tmp_path, version, dockerfile_from, expected):
     tree = tmp_path / "flux"
     shutil.copytree(FLUX, tree)

@@ -28,17 +28,24 @@ def test_only_known_z2jh_keys(env_values):
     assert unknown_keys(values) == []
 
 
-@pytest.mark.parametrize("patch, expected", [
-    ({"singleuser": {"profilelist": []}}, "singleuser.profilelist"),
-    ({"cull": {"timout": 60}}, "cull.timout"),
-    ({"hub": {"networkPolicy": {"egressAllowRules": {"privateIps": True}}}},
-     "hub.networkPolicy.egressAllowRules.privateIps"),
-    ({"singleuser": {"storage": {"static": "dlaas-home"}}}, "singleuser.storage.static (z2jh expects a mapping)"),
-    ({"scheduling": {"userScheduler": {"containerSecurityContex": {}}}},
-     "scheduling.userScheduler.containerSecurityContex"),
-    ({"singleuser": {"containerSecurityContext": {}}}, "singleuser.containerSecurityContext"),
-    ({"singleuser": {"extraContainerConfig": {}}}, "singleuser.extraContainerConfig"),
-])
+@pytest.mark.parametrize(
+    "patch, expected",
+    [
+        ({"singleuser": {"profilelist": []}}, "singleuser.profilelist"),
+        ({"cull": {"timout": 60}}, "cull.timout"),
+        (
+            {"hub": {"networkPolicy": {"egressAllowRules": {"privateIps": True}}}},
+            "hub.networkPolicy.egressAllowRules.privateIps",
+        ),
+        ({"singleuser": {"storage": {"static": "dlaas-home"}}}, "singleuser.storage.static (z2jh expects a mapping)"),
+        (
+            {"scheduling": {"userScheduler": {"containerSecurityContex": {}}}},
+            "scheduling.userScheduler.containerSecurityContex",
+        ),
+        ({"singleuser": {"containerSecurityContext": {}}}, "singleuser.containerSecurityContext"),
+        ({"singleuser": {"extraContainerConfig": {}}}, "singleuser.extraContainerConfig"),
+    ],
+)
 def test_a_misspelled_z2jh_key_fails(patch, expected):
     base = yaml.safe_load((FLUX / "apps" / "base" / "jupyterhub" / "values.yaml").read_text())
     assert unknown_keys(deep_merge(base, patch)) == [expected]
@@ -54,7 +61,9 @@ def test_the_hub_config_loads_in_a_real_jupyterhub(env_values, tmp_path):
     assert auth["client_secret_set"]  # from OAUTH_CLIENT_SECRET, i.e. the Secret, not the values
     host = values["ingress"]["hosts"][0]
     assert auth["client_id"] == values["hub"]["config"]["EscapeIAMAuthenticator"]["client_id"]
-    assert values["hub"]["config"]["EscapeIAMAuthenticator"]["oauth_callback_url"] == f"https://{host}/hub/oauth_callback"
+    assert (
+        values["hub"]["config"]["EscapeIAMAuthenticator"]["oauth_callback_url"] == f"https://{host}/hub/oauth_callback"
+    )
     assert set(auth["exchange_targets"]) == {"rucio", "eos"}
     assert "/api/dlaas/tokens" in auth["handlers"]
     # The shared glue (roles included) comes from hub_plugins.hub_config, applied last; nothing hand-written here.
@@ -74,9 +83,17 @@ def test_the_hub_config_loads_in_a_real_jupyterhub(env_values, tmp_path):
     assert operator["groups"] == ["escape/dlaas-admins"]
     assert not {"admin:auth_state", "admin:users", "tokens", "access:servers"} & set(operator["scopes"])
     # User names become directory names (the scratch subPath): one safe component, matched in full.
-    assert report["username_accepted"] == {"alice": True, "john.doe": True, "j_doe-2": True, "../bob": False,
-                                           "bob/x": False, "alice\n": False, "Alice": False, ".hidden": False,
-                                           "a" * 65: False}
+    assert report["username_accepted"] == {
+        "alice": True,
+        "john.doe": True,
+        "j_doe-2": True,
+        "../bob": False,
+        "bob/x": False,
+        "alice\n": False,
+        "Alice": False,
+        ".hidden": False,
+        "a" * 65: False,
+    }
     # The EOS audience the hub exchanges for is the one the EOS FUSEx mount is configured for.
     assert auth["exchange_targets"]["eos"]["audience"] == dlaas_values["eos"]["oauth2"]["audience"]
 
@@ -85,8 +102,9 @@ def test_the_hub_config_loads_in_a_real_jupyterhub(env_values, tmp_path):
     mounts = {m["name"]: m for m in values["singleuser"]["storage"]["extraVolumeMounts"]}
     volumes = {v["name"]: v for v in values["singleuser"]["storage"]["extraVolumes"]}
     # Inside the memory-backed mount, not its mount point: the server creates the directory itself, 0700 and its own.
-    token_mount = next(m for m in mounts.values()
-                       if user_env["DLAAS_TOKEN_DIR"].startswith(m["mountPath"].rstrip("/") + "/"))
+    token_mount = next(
+        m for m in mounts.values() if user_env["DLAAS_TOKEN_DIR"].startswith(m["mountPath"].rstrip("/") + "/")
+    )
     assert volumes[token_mount["name"]]["emptyDir"]["medium"] == "Memory"
     assert user_env["DLAAS_TOKEN_DIR"] not in {m["mountPath"] for m in mounts.values()}
     assert user_env["BEARER_TOKEN_FILE"].startswith(user_env["DLAAS_TOKEN_DIR"] + "/")
@@ -101,17 +119,27 @@ def test_a_broken_hub_config_fails_to_load(tmp_path):
     bad = deep_merge(values, {"hub": {"config": {"EscapeIAMAuthenticator": {"exchange_target": {}}}}})
     code, report, _ = hub_config_report(bad, tmp_path)
     assert code == 1
-    assert report["errors"] == ["hub.config.EscapeIAMAuthenticator.exchange_target: not a configurable trait of "
-                                "EscapeIAMAuthenticator"]
-    bad = deep_merge(values, {"hub": {"services": {"dlaas-registrar": {"urll": "http://x:1"}},
-                                      "config": {"KubeSpawner": {"container_securty_context": {}}}}})
+    assert report["errors"] == [
+        "hub.config.EscapeIAMAuthenticator.exchange_target: not a configurable trait of EscapeIAMAuthenticator"
+    ]
+    bad = deep_merge(
+        values,
+        {
+            "hub": {
+                "services": {"dlaas-registrar": {"urll": "http://x:1"}},
+                "config": {"KubeSpawner": {"container_securty_context": {}}},
+            }
+        },
+    )
     code, report, _ = hub_config_report(bad, tmp_path)
     assert code == 1
     assert report["errors"] == [
         "hub.services.dlaas-registrar.urll: not a field of a JupyterHub service",
-        "hub.config.KubeSpawner.container_securty_context: not a configurable trait of KubeSpawner"]
-    bad = deep_merge(values, {"hub": {"config": {"EscapeIAMAuthenticator": {
-        "exchange_targets": {"rucio": {"audiance": "rucio"}}}}}})
+        "hub.config.KubeSpawner.container_securty_context: not a configurable trait of KubeSpawner",
+    ]
+    bad = deep_merge(
+        values, {"hub": {"config": {"EscapeIAMAuthenticator": {"exchange_targets": {"rucio": {"audiance": "rucio"}}}}}}
+    )
     code, report, _ = hub_config_report(bad, tmp_path)
     assert code == 1
     assert report["errors"][0].startswith("the authenticator refuses the configuration")
@@ -158,7 +186,8 @@ def test_user_pods_storage_profiles_culling_and_network(env_values):
     cache, registrar = netpol["egress"]
     assert cache["ports"] == [{"protocol": "TCP", "port": 1094}]
     assert cache["to"][0]["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": dlaas_values["namespaces"]["cache"]}}
+        "matchLabels": {"kubernetes.io/metadata.name": dlaas_values["namespaces"]["cache"]}
+    }
     assert registrar["ports"] == [{"protocol": "TCP", "port": 8090}]
     assert registrar["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "registrar"
     # The overlay changed the image version and the host, and nothing else dropped out of the base.

@@ -38,8 +38,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 # What KubeSpawner 7 reads in a profile_list entry (its profile_list help and _load_profile).
-PROFILE_KEYS = frozenset({"display_name", "slug", "description", "default", "kubespawner_override",
-                          "profile_options"})
+PROFILE_KEYS = frozenset({"display_name", "slug", "description", "default", "kubespawner_override", "profile_options"})
 
 KUBECONFIG = {
     "apiVersion": "v1",
@@ -50,12 +49,12 @@ KUBECONFIG = {
     "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
 }
 
-CONFIG_TEMPLATE = '''\
+CONFIG_TEMPLATE = """\
 import json
 from z2jh_hub import apply_values  # next to this script
 c = get_config()  # noqa: F821
 apply_values(c, json.loads({values!r}), namespace={namespace!r}, chart_version={chart_version!r})
-'''
+"""
 
 
 class Records(logging.Handler):
@@ -89,8 +88,10 @@ class User:
 
 def fake_jwt(purpose: str) -> str:
     """A token of an IdP's shape (header.payload.signature), unique per purpose."""
+
     def part(data: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
     signature = base64.urlsafe_b64encode(secrets.token_bytes(64)).rstrip(b"=").decode()
     return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part({'purpose': purpose, 'n': secrets.token_hex(8)})}.{signature}"
 
@@ -101,8 +102,10 @@ def login_auth_state() -> dict:
         "access_token": fake_jwt("iam-access"),
         "refresh_token": fake_jwt("iam-refresh"),
         "id_token": fake_jwt("iam-id"),
-        "exchanged": {target: {"access_token": fake_jwt(f"{target}-access"),
-                               "refresh_token": fake_jwt(f"{target}-refresh")} for target in ("rucio", "eos")},
+        "exchanged": {
+            target: {"access_token": fake_jwt(f"{target}-access"), "refresh_token": fake_jwt(f"{target}-refresh")}
+            for target in ("rucio", "eos")
+        },
     }
 
 
@@ -122,11 +125,15 @@ def profile_problems(profiles, spawner_class) -> list[str]:
     found = []
     for i, profile in enumerate(profiles if isinstance(profiles, list) else []):
         where = f"singleuser.profileList[{i}] ({profile.get('slug', profile.get('display_name'))})"
-        found += [f"{where}.{k}: not a key of a KubeSpawner profile (KubeSpawner would ignore it)"
-                  for k in sorted(set(profile) - PROFILE_KEYS)]
-        found += [f"{where}.kubespawner_override.{k}: not a KubeSpawner trait (KubeSpawner would set it as a plain "
-                  "attribute and nothing would read it)"
-                  for k in sorted(set(profile.get("kubespawner_override") or {}) - traits)]
+        found += [
+            f"{where}.{k}: not a key of a KubeSpawner profile (KubeSpawner would ignore it)"
+            for k in sorted(set(profile) - PROFILE_KEYS)
+        ]
+        found += [
+            f"{where}.kubespawner_override.{k}: not a KubeSpawner trait (KubeSpawner would set it as a plain "
+            "attribute and nothing would read it)"
+            for k in sorted(set(profile.get("kubespawner_override") or {}) - traits)
+        ]
     return found
 
 
@@ -135,11 +142,18 @@ async def spawn(app, spawner_class, user: User, api_token: str, form: dict | Non
     from jupyterhub.objects import Server
     from jupyterhub.utils import maybe_future
 
-    spawner = spawner_class(config=app.config, user=user, hub=app.hub, api_token=api_token,
-                            oauth_client_id=f"jupyterhub-user-{quote(user.name)}", cookie_options={})
+    spawner = spawner_class(
+        config=app.config,
+        user=user,
+        hub=app.hub,
+        api_token=api_token,
+        oauth_client_id=f"jupyterhub-user-{quote(user.name)}",
+        cookie_options={},
+    )
     spawner.server = Server(base_url=user.url)
-    spawner.user_options = (user_options if user_options is not None
-                            else await maybe_future(spawner.run_options_from_form(form)))
+    spawner.user_options = (
+        user_options if user_options is not None else await maybe_future(spawner.run_options_from_form(form))
+    )
     await spawner.run_auth_state_hook(await user.get_auth_state())
     await spawner.apply_group_overrides()
     await spawner._run_apply_user_options(spawner.user_options)  # JupyterHub's step (User.spawn calls it so)
@@ -151,18 +165,20 @@ async def spawn(app, spawner_class, user: User, api_token: str, form: dict | Non
     return spawner.api.api_client.sanitize_for_serialization(pod)
 
 
-async def render(values: dict, namespace: str, chart_version: str, users: list[str],
-                 user_options: dict | None) -> dict:
+async def render(values: dict, namespace: str, chart_version: str, users: list[str], user_options: dict | None) -> dict:
     from jupyterhub.app import JupyterHub
     from z2jh_hub import unmodelled_keys
 
     report: dict = {"pods": {}, "api_tokens": {}, "auth_state_tokens": [], "errors": []}
-    report["errors"] += [f"{key}: z2jh makes user pod settings of it, tests/deploy/z2jh_hub.py does not replay it "
-                         "(add it there)" for key in unmodelled_keys(values)]
+    report["errors"] += [
+        f"{key}: z2jh makes user pod settings of it, tests/deploy/z2jh_hub.py does not replay it (add it there)"
+        for key in unmodelled_keys(values)
+    ]
     with tempfile.TemporaryDirectory(prefix="dlaas-userpods-") as tmp:
         path = Path(tmp) / "jupyterhub_config.py"
-        path.write_text(CONFIG_TEMPLATE.format(values=json.dumps(values), namespace=namespace,
-                                               chart_version=chart_version))
+        path.write_text(
+            CONFIG_TEMPLATE.format(values=json.dumps(values), namespace=namespace, chart_version=chart_version)
+        )
         app = JupyterHub()
         app.load_config_file(str(path))
     app.init_hub()
@@ -171,8 +187,11 @@ async def render(values: dict, namespace: str, chart_version: str, users: list[s
     report["errors"] += profile_problems(profiles, spawner_class)
     if report["errors"]:
         return report
-    forms = ({"api": None} if user_options is not None
-             else {p["slug"]: {"profile": [p["slug"]]} for p in profiles} or {"default": {}})
+    forms = (
+        {"api": None}
+        if user_options is not None
+        else {p["slug"]: {"profile": [p["slug"]]} for p in profiles} or {"default": {}}
+    )
     for uid, name in enumerate(users, start=1):
         auth_state = login_auth_state()
         report["auth_state_tokens"] += token_values(auth_state)
@@ -203,8 +222,15 @@ def main() -> int:
         kubeconfig = Path(tmp) / "config"
         kubeconfig.write_text(json.dumps(KUBECONFIG))
         os.environ["KUBECONFIG"] = str(kubeconfig)
-        report = asyncio.run(render(json.loads(args.values.read_text()), args.namespace, args.chart_version,
-                                    args.users or ["alice"], args.user_options))
+        report = asyncio.run(
+            render(
+                json.loads(args.values.read_text()),
+                args.namespace,
+                args.chart_version,
+                args.users or ["alice"],
+                args.user_options,
+            )
+        )
     report["logs"] = records.records
     print(json.dumps(report))
     return 1 if report["errors"] else 0

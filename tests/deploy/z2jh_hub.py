@@ -71,8 +71,20 @@ SINGLEUSER_TRAITS = {
     "extraPodConfig": "extra_pod_config",
 }
 #: singleuser keys replayed by hand below (image, storage, ...) or that make no difference to the user pod.
-SINGLEUSER_OTHER = {"image", "cpu", "memory", "defaultUrl", "cmd", "allowPrivilegeEscalation", "cloudMetadata",
-                    "networkTools", "extraTolerations", "storage", "networkPolicy", "events"}
+SINGLEUSER_OTHER = {
+    "image",
+    "cpu",
+    "memory",
+    "defaultUrl",
+    "cmd",
+    "allowPrivilegeEscalation",
+    "cloudMetadata",
+    "networkTools",
+    "extraTolerations",
+    "storage",
+    "networkPolicy",
+    "events",
+}
 STORAGE_KEYS = {"type", "static", "homeMountPath", "extraVolumes", "extraVolumeMounts"}
 #: Top-level keys that change user pods in z2jh and are not replayed here.
 POD_KEYS_ELSEWHERE = ("imagePullSecret", "imagePullSecrets")
@@ -101,8 +113,11 @@ def deep_merge(base, override):
 def unmodelled_keys(values: dict) -> list[str]:
     """Keys of `values` that z2jh turns into user pod settings but `apply_values` does not replay."""
     su = values.get("singleuser") or {}
-    found = [f"singleuser.{k}" for k in su
-             if k not in SINGLEUSER_OTHER and k not in {t.split(".")[0] for t in SINGLEUSER_TRAITS}]
+    found = [
+        f"singleuser.{k}"
+        for k in su
+        if k not in SINGLEUSER_OTHER and k not in {t.split(".")[0] for t in SINGLEUSER_TRAITS}
+    ]
     found += [f"singleuser.image.{k}" for k in (su.get("image") or {}) if k not in {"name", "tag", "pullPolicy"}]
     storage = su.get("storage") or {}
     found += [f"singleuser.storage.{k}" for k in storage if k not in STORAGE_KEYS]
@@ -153,8 +168,9 @@ def apply_values(c, values: dict, *, namespace: str, chart_version: str = "", re
     volumes, mounts = [], []
     if storage["type"] == "static":
         volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": get(storage, "static.pvcName")}})
-        mounts.append({"mountPath": storage["homeMountPath"], "name": "home",
-                       "subPath": get(storage, "static.subPath")})
+        mounts.append(
+            {"mountPath": storage["homeMountPath"], "name": "home", "subPath": get(storage, "static.subPath")}
+        )
     c.KubeSpawner.volumes = volumes + copy.deepcopy(storage.get("extraVolumes") or [])
     c.KubeSpawner.volume_mounts = mounts + copy.deepcopy(storage.get("extraVolumeMounts") or [])
 
@@ -166,8 +182,9 @@ def apply_values(c, values: dict, *, namespace: str, chart_version: str = "", re
         service["api_token"] = f"generated-by-z2jh-{name}"  # z2jh's hub Secret holds a generated one
         services.append(service)
     c.JupyterHub.services = services
-    c.JupyterHub.load_roles = [{"name": name, **copy.deepcopy(role)}
-                               for name, role in (get(v, "hub.loadRoles") or {}).items()]
+    c.JupyterHub.load_roles = [
+        {"name": name, **copy.deepcopy(role)} for name, role in (get(v, "hub.loadRoles") or {}).items()
+    ]
 
     c.Spawner.cmd = get(v, "singleuser.cmd")
     if get(v, "singleuser.defaultUrl") is not None:
@@ -175,13 +192,16 @@ def apply_values(c, values: dict, *, namespace: str, chart_version: str = "", re
     metadata = get(v, "singleuser.cloudMetadata") or {}
     if metadata.get("blockWithIptables") is True:
         tools = get(v, "singleuser.networkTools") or {}
-        c.KubeSpawner.init_containers = [*copy.deepcopy(get(v, "singleuser.initContainers") or []), {
-            "name": "block-cloud-metadata",
-            "image": f"{get(tools, 'image.name')}:{get(tools, 'image.tag', chart_version)}",
-            "command": ["iptables", "-A", "OUTPUT", "-d", metadata.get("ip", "169.254.169.254"), "-j", "DROP"],
-            "securityContext": {"privileged": True, "runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}},
-            **({"resources": tools["resources"]} if tools.get("resources") else {}),
-        }]
+        c.KubeSpawner.init_containers = [
+            *copy.deepcopy(get(v, "singleuser.initContainers") or []),
+            {
+                "name": "block-cloud-metadata",
+                "image": f"{get(tools, 'image.name')}:{get(tools, 'image.tag', chart_version)}",
+                "command": ["iptables", "-A", "OUTPUT", "-d", metadata.get("ip", "169.254.169.254"), "-j", "DROP"],
+                "securityContext": {"privileged": True, "runAsUser": 0, "capabilities": {"add": ["NET_ADMIN"]}},
+                **({"resources": tools["resources"]} if tools.get("resources") else {}),
+            },
+        ]
 
     for section, traits in (get(v, "hub.config") or {}).items():
         c[section].update(copy.deepcopy(traits))

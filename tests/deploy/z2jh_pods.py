@@ -25,8 +25,10 @@ def core_pods(values: dict) -> dict[str, dict]:
         "hub": {
             "securityContext": copy.deepcopy(_get(values, "hub.podSecurityContext", {})),
             "initContainers": copy.deepcopy(_get(values, "hub.initContainers", [])),
-            "containers": [_container("hub", _get(values, "hub.containerSecurityContext")),
-                           *copy.deepcopy(_get(values, "hub.extraContainers", []))],
+            "containers": [
+                _container("hub", _get(values, "hub.containerSecurityContext")),
+                *copy.deepcopy(_get(values, "hub.extraContainers", [])),
+            ],
             "volumes": copy.deepcopy(_get(values, "hub.extraVolumes", [])),
             **copy.deepcopy(_get(values, "hub.extraPodSpec", {})),
         },
@@ -36,21 +38,31 @@ def core_pods(values: dict) -> dict[str, dict]:
         },
     }
     if _get(values, "proxy.https.enabled") and _get(values, "proxy.https.type", "letsencrypt") == "letsencrypt":
-        pods["autohttps"] = {"containers": [
-            _container("traefik", _get(values, "proxy.traefik.containerSecurityContext")),
-            _container("secret-sync", _get(values, "proxy.secretSync.containerSecurityContext")),
-        ]}
+        pods["autohttps"] = {
+            "containers": [
+                _container("traefik", _get(values, "proxy.traefik.containerSecurityContext")),
+                _container("secret-sync", _get(values, "proxy.secretSync.containerSecurityContext")),
+            ]
+        }
     if _get(values, "scheduling.userScheduler.enabled", True):
         pods["user-scheduler"] = {
-            "containers": [_container("kube-scheduler",
-                                      _get(values, "scheduling.userScheduler.containerSecurityContext"))],
+            "containers": [
+                _container("kube-scheduler", _get(values, "scheduling.userScheduler.containerSecurityContext"))
+            ],
             **copy.deepcopy(_get(values, "scheduling.userScheduler.extraPodSpec", {})),
         }
     if _get(values, "scheduling.userPlaceholder.enabled", True):
-        pods["user-placeholder"] = {"containers": [
-            _container("pause", _get(values, "scheduling.userPlaceholder.containerSecurityContext"))]}
-    pullers = [name for name, on in (("continuous-image-puller", _get(values, "prePuller.continuous.enabled", True)),
-                                     ("hook-image-puller", _get(values, "prePuller.hook.enabled", True))) if on]
+        pods["user-placeholder"] = {
+            "containers": [_container("pause", _get(values, "scheduling.userPlaceholder.containerSecurityContext"))]
+        }
+    pullers = [
+        name
+        for name, on in (
+            ("continuous-image-puller", _get(values, "prePuller.continuous.enabled", True)),
+            ("hook-image-puller", _get(values, "prePuller.hook.enabled", True)),
+        )
+        if on
+    ]
     for name in pullers:
         pull = _get(values, "prePuller.containerSecurityContext")
         init = [_container("image-pull-singleuser", pull)]
@@ -58,9 +70,12 @@ def core_pods(values: dict) -> dict[str, dict]:
             init.append(_container("image-pull-metadata-block", pull))
         for i, _ in enumerate(_get(values, "singleuser.profileList", []) or []):
             init.append(_container(f"image-pull-singleuser-profilelist-{i}", pull))
-        pods[name] = {"initContainers": init,
-                      "containers": [_container("pause", _get(values, "prePuller.pause.containerSecurityContext"))]}
+        pods[name] = {
+            "initContainers": init,
+            "containers": [_container("pause", _get(values, "prePuller.pause.containerSecurityContext"))],
+        }
     if _get(values, "prePuller.hook.enabled", True):
-        pods["hook-image-awaiter"] = {"containers": [
-            _container("hook-image-awaiter", _get(values, "prePuller.hook.containerSecurityContext"))]}
+        pods["hook-image-awaiter"] = {
+            "containers": [_container("hook-image-awaiter", _get(values, "prePuller.hook.containerSecurityContext"))]
+        }
     return pods

@@ -11,8 +11,15 @@ from devstack.settings import REPO
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 # Offline machine: no background traffic, no component downloads (see the env notes).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +45,10 @@ def stop_alices_server(hub_admin):
     hub_admin.delete(f"{hub_admin.api}/users/alice/server", timeout=60)
 
 
-def test_alice_logs_in_finds_the_demo_data_and_reads_it(page, hub, hub_admin, rucio, root_client,
-                                                        stop_alices_server):
-    (catalogue,) = [f for f in root_client.list_files(DEMO_SCOPE, "higgs-candidates")
-                    if f["name"] == "higgs-candidates.00.root"]
+def test_alice_logs_in_finds_the_demo_data_and_reads_it(page, hub, hub_admin, rucio, root_client, stop_alices_server):
+    (catalogue,) = [
+        f for f in root_client.list_files(DEMO_SCOPE, "higgs-candidates") if f["name"] == "higgs-candidates.00.root"
+    ]
     page.goto(f"{hub.url}/hub/login")
     page.get_by_text("Sign in with ESCAPE IAM").click()
     page.get_by_label("Username").fill("alice")
@@ -88,6 +95,7 @@ def test_alice_logs_in_finds_the_demo_data_and_reads_it(page, hub, hub_admin, ru
     )
     page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-OutputArea-output").first
-    expect(output).to_contain_text(f"read {catalogue['bytes']} bytes, adler32 {catalogue['adler32']} with uproot",
-                                   timeout=90_000)
+    expect(output).to_contain_text(
+        f"read {catalogue['bytes']} bytes, adler32 {catalogue['adler32']} with uproot", timeout=90_000
+    )
     page.screenshot(path=str(ARTIFACTS / "04-notebook-reads-the-mount.png"))

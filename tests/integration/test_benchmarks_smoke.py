@@ -24,9 +24,14 @@ def test_the_benchmark_runs_prints_its_table_and_appends_it_with_the_command(scr
     docs = REPO / "docs" / "benchmarks.md"
     before = docs.read_text()
     results = tmp_path / "results.md"
-    run = subprocess.run([str(MAIN_PYTHON), str(REPO / "bench" / script), *SMOKE[script]], cwd=REPO,
-                         env={**os.environ, "DLAAS_BENCH_RESULTS": str(results)},
-                         capture_output=True, text=True, timeout=420)
+    run = subprocess.run(
+        [str(MAIN_PYTHON), str(REPO / "bench" / script), *SMOKE[script]],
+        cwd=REPO,
+        env={**os.environ, "DLAAS_BENCH_RESULTS": str(results)},
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) >= 2, run.stdout  # a header and at least one row of numbers

@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from rucio.common.exception import CannotAuthenticate
 
 from devstack.rucio_seed import DEMO_SCOPE, DESTINATION_RSE, REPLICA_RSE, SCRATCH_RSE, rse_dir
-
 from tests.conftest import wait_for
 
 
@@ -63,8 +62,16 @@ def test_a_token_without_the_rucio_scope_is_refused(rucio, rucio_token, user_cli
 
 def _signed(key, kid: str, issuer: str, sub: str, **overrides) -> str:
     now = int(time.time())
-    claims = {"iss": issuer, "sub": sub, "aud": "rucio", "scope": "openid profile", "iat": now - 60,
-              "exp": now + 600, "jti": str(uuid.uuid4()), **overrides}
+    claims = {
+        "iss": issuer,
+        "sub": sub,
+        "aud": "rucio",
+        "scope": "openid profile",
+        "iat": now - 60,
+        "exp": now + 600,
+        "jti": str(uuid.uuid4()),
+        **overrides,
+    }
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid, "typ": "at+jwt"})
 
 
@@ -95,8 +102,9 @@ def test_forged_and_wrong_issuer_tokens_are_refused(settings, iam, rucio, user_c
         user_client("alice", _signed(key, kid, "http://127.0.0.1:1/", sub)).whoami()
 
 
-def test_a_rule_between_two_local_rses_completes_and_the_bytes_arrive(settings, rucio, rucio_daemons, rucio_token,
-                                                                     user_client):
+def test_a_rule_between_two_local_rses_completes_and_the_bytes_arrive(
+    settings, rucio, rucio_daemons, rucio_token, user_client
+):
     client = user_client("alice", rucio_token("alice"))
     dataset = {"scope": DEMO_SCOPE, "name": "higgs-candidates"}
     (rule_id,) = client.add_replication_rule([dataset], 1, DESTINATION_RSE, lifetime=3600)
@@ -110,8 +118,9 @@ def test_a_rule_between_two_local_rses_completes_and_the_bytes_arrive(settings, 
         assert _adler32(path) == replica["adler32"]
 
 
-def test_a_scratch_replica_goes_once_its_short_rule_expires_and_the_copy_is_done(settings, rucio, rucio_daemons,
-                                                                                root_client):
+def test_a_scratch_replica_goes_once_its_short_rule_expires_and_the_copy_is_done(
+    settings, rucio, rucio_daemons, root_client
+):
     # What datalakectl does: register a file lying in the scratch area, pin it briefly there, replicate it out.
     name = f"scratch-result-{uuid.uuid4().hex[:8]}.txt"
     content = b"a result computed in a notebook\n" * 100
@@ -120,12 +129,14 @@ def test_a_scratch_replica_goes_once_its_short_rule_expires_and_the_copy_is_done
     path.write_bytes(content)
     adler = f"{zlib.adler32(content) & 0xFFFFFFFF:08x}"
     did = {"scope": "user.alice", "name": name}
-    root_client.add_replicas(SCRATCH_RSE, [{**did, "bytes": len(content), "adler32": adler,
-                                            "pfn": f"file://localhost{path}"}])
+    root_client.add_replicas(
+        SCRATCH_RSE, [{**did, "bytes": len(content), "adler32": adler, "pfn": f"file://localhost{path}"}]
+    )
     root_client.add_replication_rule([did], 1, SCRATCH_RSE, lifetime=5)
     (dest_rule,) = root_client.add_replication_rule([did], 1, DESTINATION_RSE)
-    wait_for(lambda: root_client.get_replication_rule(dest_rule)["state"] == "OK", timeout=90,
-             what="the copy out of scratch")
+    wait_for(
+        lambda: root_client.get_replication_rule(dest_rule)["state"] == "OK", timeout=90, what="the copy out of scratch"
+    )
 
     def scratch_gone():
         (replica,) = root_client.list_replicas([did], all_states=True)

@@ -29,8 +29,14 @@ def ctl(alice_env, tmp_path):
     env = {**alice_env, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
 
     def run(*args, timeout=180):
-        return subprocess.run([str(VENVS / "singleuser" / "bin" / "datalakectl"), *args], env=env,
-                              capture_output=True, text=True, timeout=timeout, cwd=alice_env["DLAAS_SCRATCH_MOUNT"])
+        return subprocess.run(
+            [str(VENVS / "singleuser" / "bin" / "datalakectl"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=alice_env["DLAAS_SCRATCH_MOUNT"],
+        )
 
     return run
 
@@ -45,8 +51,19 @@ def test_upload_reaches_the_destination_and_the_scratch_copy_goes(ctl, scratch, 
     for i, (name, data) in enumerate(contents.items()):
         (scratch / ("sub" if i % 2 else "") / name).write_bytes(data)
     dataset = f"results-{scratch.name}"
-    done = ctl("upload", str(scratch), "--rse", DESTINATION_RSE, "--dataset", dataset, "--scratch-lifetime", "5s",
-               "--name-prefix", f"{scratch.name}-", "--json")
+    done = ctl(
+        "upload",
+        str(scratch),
+        "--rse",
+        DESTINATION_RSE,
+        "--dataset",
+        dataset,
+        "--scratch-lifetime",
+        "5s",
+        "--name-prefix",
+        f"{scratch.name}-",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert len(plan["files"]) == 5 and all(f["state"] == "registered" for f in plan["files"])
@@ -68,8 +85,7 @@ def test_upload_reaches_the_destination_and_the_scratch_copy_goes(ctl, scratch, 
 
     def scratch_copies_gone():
         replicas = list(root_client.list_replicas(dids, all_states=True))
-        return all(SCRATCH_RSE not in r["rses"] for r in replicas) and not any(
-            p.is_file() for p in scratch.rglob("*"))
+        return all(SCRATCH_RSE not in r["rses"] for r in replicas) and not any(p.is_file() for p in scratch.rglob("*"))
 
     wait_for(scratch_copies_gone, timeout=120, what="the greedy reaper to clear the scratch copies")
 
@@ -79,8 +95,17 @@ def test_upload_reaches_the_destination_and_the_scratch_copy_goes(ctl, scratch, 
 
 def test_a_second_run_after_success_is_a_no_op(ctl, scratch, root_client):
     (scratch / "once.txt").write_bytes(b"only once\n")
-    args = ["upload", str(scratch / "once.txt"), "--rse", DESTINATION_RSE, "--dataset", f"once-{scratch.name}",
-            "--name-prefix", f"{scratch.name}-", "--json"]
+    args = [
+        "upload",
+        str(scratch / "once.txt"),
+        "--rse",
+        DESTINATION_RSE,
+        "--dataset",
+        f"once-{scratch.name}",
+        "--name-prefix",
+        f"{scratch.name}-",
+        "--json",
+    ]
     first = json.loads(ctl(*args).stdout)
     before = _catalogue(root_client)
     second = ctl(*args)
@@ -92,8 +117,9 @@ def test_a_second_run_after_success_is_a_no_op(ctl, scratch, root_client):
 def test_dry_run_registers_nothing(ctl, scratch, root_client):
     (scratch / "maybe.txt").write_bytes(b"maybe\n")
     before = _catalogue(root_client)
-    result = ctl("upload", str(scratch), "--rse", DESTINATION_RSE, "--dataset", f"dry-{scratch.name}", "--dry-run",
-                 "--json")
+    result = ctl(
+        "upload", str(scratch), "--rse", DESTINATION_RSE, "--dataset", f"dry-{scratch.name}", "--dry-run", "--json"
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["files"][0]["pfn"].endswith(f"/{scratch.name}/maybe.txt")
     assert _catalogue(root_client) == before
@@ -144,13 +170,29 @@ def test_bad_input_is_refused_and_nothing_is_registered(ctl, scratch, root_clien
 def test_an_existing_did_with_other_content_is_refused(ctl, scratch, root_client):
     (scratch / "clash.txt").write_bytes(b"first version\n")
     prefix = f"{scratch.name}-"
-    first = ctl("upload", str(scratch / "clash.txt"), "--rse", DESTINATION_RSE, "--dataset", f"v1-{scratch.name}",
-                "--name-prefix", prefix)
+    first = ctl(
+        "upload",
+        str(scratch / "clash.txt"),
+        "--rse",
+        DESTINATION_RSE,
+        "--dataset",
+        f"v1-{scratch.name}",
+        "--name-prefix",
+        prefix,
+    )
     assert first.returncode == 0, first.stderr
     (scratch / "clash.txt").write_bytes(b"second, different version\n")
     before = _catalogue(root_client)
-    second = ctl("upload", str(scratch / "clash.txt"), "--rse", DESTINATION_RSE, "--dataset", f"v2-{scratch.name}",
-                 "--name-prefix", prefix)
+    second = ctl(
+        "upload",
+        str(scratch / "clash.txt"),
+        "--rse",
+        DESTINATION_RSE,
+        "--dataset",
+        f"v2-{scratch.name}",
+        "--name-prefix",
+        prefix,
+    )
     assert second.returncode != 0
     assert "already exists with another content" in second.stderr
     assert _catalogue(root_client) == before

@@ -15,7 +15,6 @@ from devstack.iam import DevIAM
 from devstack.iam_login import LoginError, code_flow_tokens, exchange, token_request
 from devstack.procs import ServiceError
 from devstack.settings import Settings
-
 from tests.conftest import TEST_REDIRECT
 
 
@@ -28,9 +27,14 @@ def _verify(iam, token, audience):
 def test_discovery_uses_iam_endpoint_paths(iam):
     doc = requests.get(f"{iam.issuer}.well-known/openid-configuration", timeout=5).json()
     assert doc["issuer"] == iam.issuer
-    for key, path in [("authorization_endpoint", "/authorize"), ("token_endpoint", "/token"),
-                      ("userinfo_endpoint", "/userinfo"), ("jwks_uri", "/jwk"),
-                      ("introspection_endpoint", "/introspect"), ("revocation_endpoint", "/revoke")]:
+    for key, path in [
+        ("authorization_endpoint", "/authorize"),
+        ("token_endpoint", "/token"),
+        ("userinfo_endpoint", "/userinfo"),
+        ("jwks_uri", "/jwk"),
+        ("introspection_endpoint", "/introspect"),
+        ("revocation_endpoint", "/revoke"),
+    ]:
         assert doc[key] == f"{iam.url}{path}"
     assert "S256" in doc["code_challenge_methods_supported"]
     assert "urn:ietf:params:oauth:grant-type:token-exchange" in doc["grant_types_supported"]
@@ -45,8 +49,9 @@ def test_alice_logs_in_through_the_form_and_gets_signed_tokens_with_her_groups(i
     assert "offline_access" in access["scope"].split()
     ident = _verify(iam, tokens["id_token"], audience="dlaas-test")
     assert ident["preferred_username"] == "alice" and ident["groups"] == ["escape/users"]
-    info = requests.get(f"{iam.url}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"},
-                        timeout=5).json()
+    info = requests.get(
+        f"{iam.url}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=5
+    ).json()
     assert info["preferred_username"] == "alice" and info["groups"] == ["escape/users"]
 
 
@@ -92,8 +97,9 @@ def test_token_exchange_has_iam_shape_and_keeps_sub_and_iss(iam):
     assert claims["groups"] == ["escape/users"]
     ident = _verify(iam, answer["id_token"], audience="dlaas-test")
     assert ident["sub"] == claims["sub"] and ident["preferred_username"] == "alice"
-    two = _verify(iam, exchange(iam, client, subject, audience="rucio eos", scope="openid")["access_token"],
-                  audience="eos")
+    two = _verify(
+        iam, exchange(iam, client, subject, audience="rucio eos", scope="openid")["access_token"], audience="eos"
+    )
     assert two["aud"] == ["rucio", "eos"] and two["scope"] == "openid"
 
 
@@ -110,8 +116,13 @@ def test_token_exchange_has_iam_shape_and_keeps_sub_and_iss(iam):
 def test_token_exchange_refuses_bad_requests(iam, extra, error):
     client = iam.client("dlaas-test")
     subject = code_flow_tokens(iam, client, "alice", "alice-pass")["access_token"]
-    form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": subject,
-            "audience": "rucio", "scope": "openid profile", **extra}
+    form = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": subject,
+        "audience": "rucio",
+        "scope": "openid profile",
+        **extra,
+    }
     with pytest.raises(LoginError, match=error):
         token_request(iam, client, form)
 
@@ -121,8 +132,12 @@ def test_token_exchange_refuses_a_token_signed_by_another_key(iam):
     real = code_flow_tokens(iam, client, "alice", "alice-pass")["access_token"]
     header = jwt.get_unverified_header(real)
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    forged = jwt.encode(jwt.decode(real, options={"verify_signature": False}), forger, algorithm="RS256",
-                        headers={"kid": header["kid"], "typ": "at+jwt"})
+    forged = jwt.encode(
+        jwt.decode(real, options={"verify_signature": False}),
+        forger,
+        algorithm="RS256",
+        headers={"kid": header["kid"], "typ": "at+jwt"},
+    )
     with pytest.raises(LoginError, match="invalid_grant.*not issued by this IAM"):
         exchange(iam, client, forged, audience="rucio", scope="openid profile")
 
@@ -140,8 +155,12 @@ def test_a_client_not_allowed_to_introspect_learns_nothing_and_an_anonymous_call
 def test_no_token_or_password_reaches_the_log(iam):
     tokens = code_flow_tokens(iam, iam.client("dlaas-test"), "alice", "alice-pass")
     log = iam.process.log_path.read_text()
-    for secret in (tokens["access_token"], tokens["refresh_token"], "alice-pass",
-                   iam.client("dlaas-test")["client_secret"]):
+    for secret in (
+        tokens["access_token"],
+        tokens["refresh_token"],
+        "alice-pass",
+        iam.client("dlaas-test")["client_secret"],
+    ):
         assert secret not in log
     assert "POST /token 200" in log
 

@@ -19,8 +19,7 @@ GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 @pytest.fixture(scope="module", params=["iam", "wlcg"])
 def strict_iam(request, tmp_path_factory):
-    iam = DevIAM(Settings(state_dir=tmp_path_factory.mktemp(f"iam-{request.param}"), iam_port=0),
-                 profile=request.param)
+    iam = DevIAM(Settings(state_dir=tmp_path_factory.mktemp(f"iam-{request.param}"), iam_port=0), profile=request.param)
     iam.add_client("portal", [TEST_REDIRECT], token_exchange=True)  # registered like the hub
     iam.add_client("agent", [TEST_REDIRECT], token_exchange=True, scopes=["openid", "profile", "offline_access"])
     iam.add_client("no-exchange", [TEST_REDIRECT])
@@ -37,8 +36,9 @@ def login(strict_iam):
 
     def get(client_id: str, scope: str = "openid profile email offline_access") -> dict:
         if (client_id, scope) not in cache:
-            cache[client_id, scope] = code_flow_tokens(strict_iam, strict_iam.client(client_id), "alice",
-                                                       "alice-pass", scope=scope)
+            cache[client_id, scope] = code_flow_tokens(
+                strict_iam, strict_iam.client(client_id), "alice", "alice-pass", scope=scope
+            )
         return cache[client_id, scope]
 
     return get
@@ -46,9 +46,17 @@ def login(strict_iam):
 
 def _ask(iam, client_id: str, subject: str, **form) -> requests.Response:
     client = iam.client(client_id)
-    return requests.post(f"{iam.url}/token", auth=(client["client_id"], client["client_secret"]), timeout=10,
-                         data={"grant_type": GRANT, "subject_token": subject,
-                               "subject_token_type": "urn:ietf:params:oauth:token-type:access_token", **form})
+    return requests.post(
+        f"{iam.url}/token",
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+        data={
+            "grant_type": GRANT,
+            "subject_token": subject,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            **form,
+        },
+    )
 
 
 def _claims(token: str) -> dict:
@@ -68,13 +76,16 @@ def test_the_hubs_exchange_for_rucio_and_eos_still_works(strict_iam, login):
 def test_an_exchange_without_scope_is_refused_with_iams_message(strict_iam, login, form):
     answer = _ask(strict_iam, "portal", login("portal")["access_token"], audience="rucio", **form)
     assert answer.status_code == 400
-    assert answer.json() == {"error": "invalid_request",
-                             "error_description": "The scope parameter is required for a token exchange request!"}
+    assert answer.json() == {
+        "error": "invalid_request",
+        "error_description": "The scope parameter is required for a token exchange request!",
+    }
 
 
 def test_a_client_without_the_exchange_grant_is_refused_as_iam_refuses_it(strict_iam, login):
-    answer = _ask(strict_iam, "no-exchange", login("no-exchange")["access_token"], audience="rucio",
-                  scope="openid profile")
+    answer = _ask(
+        strict_iam, "no-exchange", login("no-exchange")["access_token"], audience="rucio", scope="openid profile"
+    )
     assert answer.status_code == 401
     assert answer.json()["error"] == "invalid_client"
     assert answer.json()["error_description"] == f"Unauthorized grant type: {GRANT}"
@@ -129,8 +140,14 @@ def test_a_scope_the_subject_tokens_client_is_not_registered_for_is_refused(stri
 
 def test_delegation_is_not_supported(strict_iam, login):
     subject = login("portal")["access_token"]
-    answer = _ask(strict_iam, "portal", subject, scope="openid", actor_token=subject,
-                  actor_token_type="urn:ietf:params:oauth:token-type:access_token")
+    answer = _ask(
+        strict_iam,
+        "portal",
+        subject,
+        scope="openid",
+        actor_token=subject,
+        actor_token_type="urn:ietf:params:oauth:token-type:access_token",
+    )
     assert answer.status_code == 400
     assert answer.json() == {"error": "invalid_request", "error_description": "Delegation not supported"}
 
@@ -154,7 +171,8 @@ def test_an_id_token_and_a_refresh_token_are_never_accepted_as_subject_tokens(st
 
 def test_a_refreshed_token_can_still_be_exchanged(strict_iam, login):
     client = strict_iam.client("portal")
-    refreshed = token_request(strict_iam, client, {"grant_type": "refresh_token",
-                                                   "refresh_token": login("portal")["refresh_token"]})
+    refreshed = token_request(
+        strict_iam, client, {"grant_type": "refresh_token", "refresh_token": login("portal")["refresh_token"]}
+    )
     answer = exchange(strict_iam, client, refreshed["access_token"], audience="rucio", scope="openid profile")
     assert _claims(answer["access_token"])["aud"] == "rucio"

@@ -53,8 +53,9 @@ def _claims(token: str) -> dict:
 
 def _rucio_token(iam, user: str = "alice") -> str:
     login = code_flow_tokens(iam, iam.client("portal"), user, iam.user(user)["password"])
-    return exchange(iam, iam.client("portal"), login["access_token"], audience="rucio",
-                    scope="openid profile")["access_token"]
+    return exchange(iam, iam.client("portal"), login["access_token"], audience="rucio", scope="openid profile")[
+        "access_token"
+    ]
 
 
 def _introspect(iam, token: str, client: str = "rucio") -> dict:
@@ -106,8 +107,9 @@ def test_rucio_refuses_a_scope_less_token_the_iam_reports_inactive(scopeless):
     iam, rucio = scopeless
     token = _rucio_token(iam, "bob")
     portal = iam.client("portal")
-    revoked = requests.post(f"{iam.url}/revoke", data={"token": token}, timeout=10,
-                            auth=(portal["client_id"], portal["client_secret"]))
+    revoked = requests.post(
+        f"{iam.url}/revoke", data={"token": token}, timeout=10, auth=(portal["client_id"], portal["client_secret"])
+    )
     assert revoked.status_code == 200
     # Signed by the IAM and unexpired: only introspection can tell Rucio it is no longer valid.
     assert _whoami(rucio, token).status_code == 401

@@ -20,8 +20,9 @@ BASE = "openid profile email offline_access"
 def _start(tmp_path_factory, profile: str) -> DevIAM:
     iam = DevIAM(Settings(state_dir=tmp_path_factory.mktemp(f"iam-{profile}"), iam_port=0), profile=profile)
     iam.add_client("portal", [TEST_REDIRECT], token_exchange=True)
-    iam.add_client("old-portal", [TEST_REDIRECT], token_exchange=True,
-                   scopes=["openid", "profile", "email", "offline_access"])
+    iam.add_client(
+        "old-portal", [TEST_REDIRECT], token_exchange=True, scopes=["openid", "profile", "email", "offline_access"]
+    )
     return iam.start()
 
 
@@ -42,8 +43,14 @@ def wlcg_profile(tmp_path_factory):
 def _verified(iam, token: str, audience: str | None = None) -> dict:
     jwks = requests.get(f"{iam.url}/jwk", timeout=5).json()
     key = jwt.PyJWK(jwks["keys"][0]).key
-    return jwt.decode(token, key, algorithms=["RS256"], issuer=iam.issuer, audience=audience,
-                      options={"verify_aud": audience is not None})
+    return jwt.decode(
+        token,
+        key,
+        algorithms=["RS256"],
+        issuer=iam.issuer,
+        audience=audience,
+        options={"verify_aud": audience is not None},
+    )
 
 
 def _userinfo(iam, access_token: str) -> dict:

@@ -16,8 +16,7 @@ from tests.conftest import TEST_REDIRECT
 
 @pytest.fixture(scope="module", params=[False, True], ids=["kept", "rotated"])
 def iam(request, tmp_path_factory):
-    iam = DevIAM(Settings(state_dir=tmp_path_factory.mktemp("iam"), iam_port=0),
-                 rotate_refresh_tokens=request.param)
+    iam = DevIAM(Settings(state_dir=tmp_path_factory.mktemp("iam"), iam_port=0), rotate_refresh_tokens=request.param)
     iam.add_client("portal", [TEST_REDIRECT], token_exchange=True)
     iam.add_client("other", [TEST_REDIRECT], token_exchange=True)
     iam.add_client("resource", grant_types=[], scopes=[], introspection=True)
@@ -72,8 +71,7 @@ def test_a_revoked_refresh_token_fails_at_the_token_endpoint(iam):
     with pytest.raises(LoginError, match="invalid_grant"):
         _refresh(iam, tokens["refresh_token"])
     # As in IAM, only the refresh token goes: the access token issued with it stays valid until it expires.
-    info = requests.get(f"{iam.url}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"},
-                        timeout=5)
+    info = requests.get(f"{iam.url}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=5)
     assert info.status_code == 200
 
 
@@ -133,7 +131,12 @@ def test_no_refreshed_revoked_or_introspected_token_reaches_the_log(iam):
     _post(iam, "/revoke", "portal", token=refreshed["access_token"])
     _post(iam, "/revoke", "portal", token=refreshed.get("refresh_token", tokens["refresh_token"]))
     log = iam.process.log_path.read_text()
-    for token in (tokens["access_token"], tokens["refresh_token"], refreshed["access_token"],
-                  refreshed.get("refresh_token", ""), iam.client("resource")["client_secret"]):
+    for token in (
+        tokens["access_token"],
+        tokens["refresh_token"],
+        refreshed["access_token"],
+        refreshed.get("refresh_token", ""),
+        iam.client("resource")["client_secret"],
+    ):
         assert token and token not in log
     assert "POST /revoke 200" in log and "POST /introspect 200" in log

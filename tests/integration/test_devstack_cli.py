@@ -50,8 +50,15 @@ def _gone(pids: list[int], timeout: float = 30) -> bool:
 
 
 def _start(env) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([str(MAIN_PYTHON), "-m", "devstack", "up", "--small"], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(MAIN_PYTHON), "-m", "devstack", "up", "--small"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     out = []
     deadline = time.monotonic() + 180
     for line in proc.stdout:
@@ -78,16 +85,33 @@ def test_up_prints_the_addresses_serves_them_and_down_stops_everything(stack_env
         assert f"root://127.0.0.1:{ports['XROOTD']}" in out and f"root://127.0.0.1:{ports['XCACHE']}" in out
         login = requests.get(f"http://127.0.0.1:{ports['HUB']}/hub/oauth_login", allow_redirects=False, timeout=10)
         assert login.headers["Location"].startswith(f"http://127.0.0.1:{ports['IAM']}/authorize?")
-        status = subprocess.run([str(MAIN_PYTHON), "-m", "devstack", "status"], env=env, cwd=REPO,
-                                capture_output=True, text=True, timeout=30)
-        assert all(name in status.stdout
-                   for name in ("dev-iam", "postgres", "rucio-server", "rucio-daemons", "jupyterhub", "xrootd", "cric",
-                                "origin-sync"))
+        status = subprocess.run(
+            [str(MAIN_PYTHON), "-m", "devstack", "status"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert all(
+            name in status.stdout
+            for name in (
+                "dev-iam",
+                "postgres",
+                "rucio-server",
+                "rucio-daemons",
+                "jupyterhub",
+                "xrootd",
+                "cric",
+                "origin-sync",
+            )
+        )
         pids = _recorded_pids(state)
         assert len(pids) >= 9
     finally:
-        down = subprocess.run([str(MAIN_PYTHON), "-m", "devstack", "down"], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        down = subprocess.run(
+            [str(MAIN_PYTHON), "-m", "devstack", "down"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        )
     assert proc.wait(timeout=60) == 0
     assert "stopped: devstack" in down.stdout
     assert _gone(pids), "some service outlived `devstack down`"
@@ -108,8 +132,14 @@ def test_a_busy_port_fails_fast_with_one_clear_line_and_starts_nothing(stack_env
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", ports["RUCIO"]))
         blocker.listen()
-        result = subprocess.run([str(MAIN_PYTHON), "-m", "devstack", "up", "--small"], env=env, cwd=REPO,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [str(MAIN_PYTHON), "-m", "devstack", "up", "--small"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1, result.stderr
@@ -120,7 +150,13 @@ def test_a_busy_port_fails_fast_with_one_clear_line_and_starts_nothing(stack_env
 
 def test_a_bad_port_variable_is_reported_by_name(stack_env):
     env, _, _ = stack_env
-    result = subprocess.run([str(MAIN_PYTHON), "-m", "devstack", "up"], env={**env, "DLAAS_IAM_PORT": "eighty"},
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(MAIN_PYTHON), "-m", "devstack", "up"],
+        env={**env, "DLAAS_IAM_PORT": "eighty"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "DLAAS_IAM_PORT='eighty' is not a port number" in result.stderr

@@ -37,8 +37,12 @@ def personal_token(hub, browser: requests.Session, user: str, **body) -> request
     """What the /hub/token page does: the logged-in browser asks the REST API for a token of `user`."""
     browser.get(f"{hub.url}/hub/token", timeout=30)  # a page: sets a fresh _xsrf cookie
     xsrf = browser.cookies.get("_xsrf", path="/hub/")
-    return browser.post(f"{hub.url}/hub/api/users/{user}/tokens", json=body, timeout=30,
-                        headers={"X-XSRFToken": xsrf, "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"})
+    return browser.post(
+        f"{hub.url}/hub/api/users/{user}/tokens",
+        json=body,
+        timeout=30,
+        headers={"X-XSRFToken": xsrf, "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"},
+    )
 
 
 def api(hub, token: str) -> requests.Session:
@@ -69,8 +73,9 @@ def test_alice_logs_in_and_her_auth_state_holds_exchanged_tokens(hub, hub_admin,
 def _at_the_callback(hub) -> tuple[requests.Session, dict]:
     """Alice logged in at the IAM, stopped before her browser follows the redirect back: (browser, its query)."""
     browser = requests.Session()
-    callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
-                     stop_at=f"{hub.url}/hub/oauth_callback")
+    callback = login(
+        browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass", stop_at=f"{hub.url}/hub/oauth_callback"
+    )
     return browser, parse_qs(urlparse(callback).query)
 
 
@@ -142,8 +147,10 @@ def test_admin_cannot_enter_alices_server(hub, operator, alice_server):
     assert "JupyterLab" not in lab.text
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/steal", "//evil.example/steal", "/\\evil.example",
-                                    "\\\\evil.example", "https:evil.example"])
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/steal", "//evil.example/steal", "/\\evil.example", "\\\\evil.example", "https:evil.example"],
+)
 def test_next_never_leads_off_site(hub, target):
     _, answer = hub_login(hub, "alice", "alice-pass", next_url=target)
     assert answer.status_code in (302, 303), answer.text[:300]
@@ -206,8 +213,9 @@ def test_the_token_api_refuses_cookies_other_scopes_and_strangers(hub, hub_admin
     browser, _ = hub_login(hub, "alice", "alice-pass")
     cookie_answer = browser.get(f"{hub.url}/hub/api/dlaas/tokens", timeout=10)
     assert cookie_answer.status_code == 403
-    narrow = hub_admin.post(f"{hub_admin.api}/users/alice/tokens", json={"scopes": ["read:users:name!user=alice"]},
-                            timeout=10).json()["token"]
+    narrow = hub_admin.post(
+        f"{hub_admin.api}/users/alice/tokens", json={"scopes": ["read:users:name!user=alice"]}, timeout=10
+    ).json()["token"]
     assert _tokens(hub, narrow).status_code == 403
     assert _tokens(hub, "not-a-token").status_code == 403
     from tests.conftest import TEST_ADMIN_TOKEN
@@ -217,9 +225,11 @@ def test_the_token_api_refuses_cookies_other_scopes_and_strangers(hub, hub_admin
 
 def test_a_personal_token_cannot_fetch_data_lake_tokens(hub, alice_server):
     browser, _ = hub_login(hub, "alice", "alice-pass")
-    for body in ({"scopes": ["custom:dlaas-tokens!user=alice"], "note": "copied into a script"},
-                 {"note": "inherits everything alice may do"},
-                 {"scopes": ["custom:dlaas-tokens!server=alice/"], "note": "filtered to her running server"}):
+    for body in (
+        {"scopes": ["custom:dlaas-tokens!user=alice"], "note": "copied into a script"},
+        {"note": "inherits everything alice may do"},
+        {"scopes": ["custom:dlaas-tokens!server=alice/"], "note": "filtered to her running server"},
+    ):
         made = personal_token(hub, browser, "alice", **body)
         assert made.status_code == 201, made.text
         answer = _tokens(hub, made.json()["token"])
@@ -252,8 +262,12 @@ def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, alice
     _, pid = alice_server
     environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
     state = auth_state(hub, "alice")
-    secrets = [state["refresh_token"], state["access_token"], state["id_token"],
-               *(t["access_token"] for t in state["exchanged"].values())]
+    secrets = [
+        state["refresh_token"],
+        state["access_token"],
+        state["id_token"],
+        *(t["access_token"] for t in state["exchanged"].values()),
+    ]
     for secret in secrets:
         assert secret not in environ
     assert "DLAAS_TOKEN_API_URL=" in environ and "BEARER_TOKEN_FILE=" in environ
@@ -265,8 +279,9 @@ def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, alice
 def test_an_iam_outage_gives_a_clear_login_error_and_sessions_keep_working(hub, iam, alice_server):
     token, _ = alice_server
     browser = requests.Session()
-    callback = login(browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass",
-                     stop_at=f"{hub.url}/hub/oauth_callback")
+    callback = login(
+        browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass", stop_at=f"{hub.url}/hub/oauth_callback"
+    )
     iam.stop()
     try:
         answer = browser.get(callback, allow_redirects=False, timeout=60)
@@ -293,8 +308,12 @@ def test_after_logout_the_server_gets_401_and_the_refresh_token_is_revoked(hub, 
     client = iam.client("dlaas-hub")
 
     def refused():
-        r = requests.post(f"{iam.url}/token", auth=(client["client_id"], client["client_secret"]), timeout=10,
-                          data={"grant_type": "refresh_token", "refresh_token": refresh_token})
+        r = requests.post(
+            f"{iam.url}/token",
+            auth=(client["client_id"], client["client_secret"]),
+            timeout=10,
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        )
         return r.status_code == 400
 
     wait_for(refused, timeout=30, what="the IAM to refuse the revoked refresh token")
@@ -315,12 +334,18 @@ def test_a_stopped_servers_token_gets_403_and_operators_stop_and_start_servers(h
     token, _ = alice_server
     _, admin = operator
     assert admin.delete(f"{admin.api}/users/alice/server", timeout=60).status_code in (202, 204)
-    wait_for(lambda: not admin.get(f"{admin.api}/users/alice", timeout=10).json()["servers"], timeout=60,
-             what="alice's server to stop")
+    wait_for(
+        lambda: not admin.get(f"{admin.api}/users/alice", timeout=10).json()["servers"],
+        timeout=60,
+        what="alice's server to stop",
+    )
     answer = _tokens(hub, token)
     assert answer.status_code == 403
     assert "access_token" not in answer.text
     assert admin.post(f"{admin.api}/users/alice/server", timeout=90).status_code in (201, 202)
-    wait_for(lambda: (admin.get(f"{admin.api}/users/alice", timeout=10).json()["servers"].get("") or {}).get("ready"),
-             timeout=90, what="alice's server, started by an operator")
+    wait_for(
+        lambda: (admin.get(f"{admin.api}/users/alice", timeout=10).json()["servers"].get("") or {}).get("ready"),
+        timeout=90,
+        what="alice's server, started by an operator",
+    )
     assert _tokens(hub, token).status_code == 403  # the old token stays dead

@@ -81,12 +81,27 @@ def lake(request):
     # Under /tmp rather than pytest's 0700 tmp dir: PostgreSQL runs as its own user and must reach its files.
     state = Path(tempfile.mkdtemp(prefix=f"dlaas-{request.param}-"))
     state.chmod(0o755)
-    settings = Settings(state_dir=state, iam_port=0, rucio_port=0, postgres_port=0, cric_port=0,
-                        hub_port=free_port(), xrootd_port=free_port(), xcache_port=free_port(),
-                        registrar_port=free_port(), **VARIANTS[request.param])
-    stack = Stack(settings, full_seed=False, iam_options={"access_token_ttl": LIFETIME},
-                  hub_options={"refresh_margin": MARGIN,
-                               "extra": {**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}}})
+    settings = Settings(
+        state_dir=state,
+        iam_port=0,
+        rucio_port=0,
+        postgres_port=0,
+        cric_port=0,
+        hub_port=free_port(),
+        xrootd_port=free_port(),
+        xcache_port=free_port(),
+        registrar_port=free_port(),
+        **VARIANTS[request.param],
+    )
+    stack = Stack(
+        settings,
+        full_seed=False,
+        iam_options={"access_token_ttl": LIFETIME},
+        hub_options={
+            "refresh_margin": MARGIN,
+            "extra": {**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}},
+        },
+    )
     try:
         stack.start()  # a service that fails to start stops the ones already started
         admin = api(stack.hub, TEST_ADMIN_TOKEN)
@@ -121,8 +136,9 @@ def _claims(token: str) -> dict:
 
 def _rucio_whoami(env: dict) -> subprocess.CompletedProcess:
     """`rucio whoami` from the server's venv, with the server's environment, as in a terminal of her server."""
-    return subprocess.run([str(RUCIO_CLI), "whoami"], env=env, capture_output=True, text=True, timeout=60,
-                          cwd=env.get("HOME", "/"))
+    return subprocess.run(
+        [str(RUCIO_CLI), "whoami"], env=env, capture_output=True, text=True, timeout=60, cwd=env.get("HOME", "/")
+    )
 
 
 def _account(output: str) -> str | None:
@@ -230,8 +246,9 @@ def test_the_hub_refreshes_with_a_rotated_refresh_token_and_rucio_takes_the_new_
 
     # Rucio takes the new token (its first use there: in the scope-less variant only through introspection).
     offset = lake.iam_log_offset()
-    whoami = requests.get(f"{lake.stack.rucio.url}/accounts/whoami", headers={"X-Rucio-Auth-Token": new_token},
-                          timeout=60)
+    whoami = requests.get(
+        f"{lake.stack.rucio.url}/accounts/whoami", headers={"X-Rucio-Auth-Token": new_token}, timeout=60
+    )
     assert whoami.status_code == 200, whoami.text
     assert whoami.json()["account"] == "alice"
     _assert_rucio_asked_the_iam_only_when_it_had_to(lake, offset)
@@ -240,8 +257,12 @@ def test_the_hub_refreshes_with_a_rotated_refresh_token_and_rucio_takes_the_new_
 
     # IAM rotated: the refresh token the hub held before is dead at IAM's token endpoint.
     client = iam.client(HUB_CLIENT_ID)
-    replay = requests.post(f"{iam.url}/token", auth=(client["client_id"], client["client_secret"]), timeout=10,
-                           data={"grant_type": "refresh_token", "refresh_token": before["refresh_token"]})
+    replay = requests.post(
+        f"{iam.url}/token",
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+        data={"grant_type": "refresh_token", "refresh_token": before["refresh_token"]},
+    )
     assert replay.status_code == 400, replay.text
     assert replay.json()["error"] == "invalid_grant"
     assert "access_token" not in replay.text

@@ -62,8 +62,12 @@ def test_a_local_account_without_the_password_cannot_connect_over_tcp(cluster, t
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another local account")
 def test_another_local_account_cannot_use_the_unix_socket_or_run_programs(cluster):
     # nobody cannot even reach the socket's directory; COPY ... TO PROGRAM would need a superuser session.
-    result = _psql(cluster, user="nobody", host=str(cluster.socket_dir),
-                   sql="COPY (SELECT 1) TO PROGRAM 'touch /tmp/dlaas-pg-owned'")
+    result = _psql(
+        cluster,
+        user="nobody",
+        host=str(cluster.socket_dir),
+        sql="COPY (SELECT 1) TO PROGRAM 'touch /tmp/dlaas-pg-owned'",
+    )
     assert result.returncode != 0, result.stdout
     assert not Path("/tmp/dlaas-pg-owned").exists()
     assert stat.S_IMODE(cluster.socket_dir.stat().st_mode) == 0o700

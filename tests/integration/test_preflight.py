@@ -16,9 +16,14 @@ from devstack.settings import REPO, Settings
 
 
 def preflight(config: Path, *args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hub_plugins.preflight", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "hub_plugins.preflight", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
 
 
 @pytest.fixture
@@ -32,12 +37,23 @@ def alice_iam_token(iam, tmp_path):
 
 
 def test_the_local_stacks_hub_configuration_passes_every_check(hub, rucio, alice_iam_token):
-    result = preflight(REPO / "devstack" / "jupyterhub_config.py", "--subject-token-file", str(alice_iam_token),
-                       env={"DLAAS_HUB_SETTINGS": str(hub.dir / "hub-settings.json")})
+    result = preflight(
+        REPO / "devstack" / "jupyterhub_config.py",
+        "--subject-token-file",
+        str(alice_iam_token),
+        env={"DLAAS_HUB_SETTINGS": str(hub.dir / "hub-settings.json")},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    for check in ("IAM discovery", "IAM signing keys", "token exchange grant (rucio)", "token exchange grant (eos)",
-                  "token exchange (rucio)", "Rucio accepts exchanged tokens", "Rucio scratch policy"):
+    for check in (
+        "IAM discovery",
+        "IAM signing keys",
+        "token exchange grant (rucio)",
+        "token exchange grant (eos)",
+        "token exchange (rucio)",
+        "Rucio accepts exchanged tokens",
+        "Rucio scratch policy",
+    ):
         assert any(line.startswith(f"OK   {check}:") for line in lines), (check, result.stdout)
     assert "the test user is Rucio account 'alice'" in result.stdout
     assert alice_iam_token.read_text() not in result.stdout + result.stderr

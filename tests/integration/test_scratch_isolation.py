@@ -14,6 +14,7 @@ import requests
 from devstack.rucio_seed import SCRATCH_RSE, rse_dir
 from tests.conftest import wait_for
 
+
 @pytest.fixture
 def victims(settings):
     """A file in bob's scratch directory and one outside the scratch RSE's directory, with their contents."""
@@ -21,8 +22,10 @@ def victims(settings):
     bob = scratch / "bob"
     bob.mkdir(exist_ok=True, mode=0o700)
     tag = uuid.uuid4().hex[:8]
-    files = {bob / f"thesis-{tag}.root": b"bob's unpublished histograms\n" * 50,
-             scratch.parent / f"victim-{tag}.txt": b"not part of any RSE\n"}
+    files = {
+        bob / f"thesis-{tag}.root": b"bob's unpublished histograms\n" * 50,
+        scratch.parent / f"victim-{tag}.txt": b"not part of any RSE\n",
+    }
     for path, content in files.items():
         path.write_bytes(content)
     yield files
@@ -32,9 +35,13 @@ def victims(settings):
 
 def _replica(path: Path, scratch: Path, name: str) -> dict:
     data = path.read_bytes()
-    return {"scope": "user.alice", "name": name, "bytes": len(data),
-            "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
-            "pfn": f"file://localhost{scratch}/{os.path.relpath(path, scratch)}"}
+    return {
+        "scope": "user.alice",
+        "name": name,
+        "bytes": len(data),
+        "adler32": f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+        "pfn": f"file://localhost{scratch}/{os.path.relpath(path, scratch)}",
+    }
 
 
 def _pfn_forms(victims, scratch):
@@ -60,17 +67,23 @@ class RucioAPI:
 SHORT_RULE = {"account": "alice", "copies": 1, "rse_expression": SCRATCH_RSE, "lifetime": 2}
 ATTACKS = {
     "add_replicas": lambda api, ds, files: [api.post("replicas/", {"rse": SCRATCH_RSE, "files": files})],
-    "add_dataset with rse (Tier-0 path)": lambda api, ds, files: [api.post(
-        f"dids/user.alice/{ds}", {"type": "DATASET", "dids": files, "rse": SCRATCH_RSE, "rules": [SHORT_RULE]})],
-    "add_dids with rse": lambda api, ds, files: [api.post("dids", [
-        {"scope": "user.alice", "name": ds, "type": "DATASET", "rse": SCRATCH_RSE, "dids": files}])],
+    "add_dataset with rse (Tier-0 path)": lambda api, ds, files: [
+        api.post(f"dids/user.alice/{ds}", {"type": "DATASET", "dids": files, "rse": SCRATCH_RSE, "rules": [SHORT_RULE]})
+    ],
+    "add_dids with rse": lambda api, ds, files: [
+        api.post("dids", [{"scope": "user.alice", "name": ds, "type": "DATASET", "rse": SCRATCH_RSE, "dids": files}])
+    ],
     "attach_dids with rse": lambda api, ds, files: [
         api.post(f"dids/user.alice/{ds}", {"type": "DATASET"}),
-        api.post(f"dids/user.alice/{ds}/dids", {"dids": files, "rse": SCRATCH_RSE})],
+        api.post(f"dids/user.alice/{ds}/dids", {"dids": files, "rse": SCRATCH_RSE}),
+    ],
     "attach_dids_to_dids with rse": lambda api, ds, files: [
         api.post(f"dids/user.alice/{ds}", {"type": "DATASET"}),
-        api.post("dids/attachments", {"attachments": [{"scope": "user.alice", "name": ds, "dids": files,
-                                                       "rse": SCRATCH_RSE}]})],
+        api.post(
+            "dids/attachments",
+            {"attachments": [{"scope": "user.alice", "name": ds, "dids": files, "rse": SCRATCH_RSE}]},
+        ),
+    ],
 }
 
 
@@ -80,8 +93,9 @@ def _refused(answer: requests.Response) -> bool:
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-def test_alice_cannot_get_bobs_scratch_file_deleted(attack, rucio, rucio_token, root_client, rucio_daemons,
-                                                     settings, victims):
+def test_alice_cannot_get_bobs_scratch_file_deleted(
+    attack, rucio, rucio_token, root_client, rucio_daemons, settings, victims
+):
     api = RucioAPI(rucio.url, rucio_token("alice"))
     scratch = rse_dir(settings, SCRATCH_RSE)
     for replica in _pfn_forms(list(victims), scratch):
@@ -89,13 +103,14 @@ def test_alice_cannot_get_bobs_scratch_file_deleted(attack, rucio, rucio_token, 
         answer = ATTACKS[attack](api, dataset, [replica])[-1]
         assert _refused(answer), (answer.status_code, answer.text)
         assert "datalakectl upload" in answer.json()["ExceptionMessage"]  # the refusal says what to do instead
-        replicas = list(root_client.list_replicas([{"scope": "user.alice", "name": replica["name"]}],
-                                                  all_states=True))
+        replicas = list(root_client.list_replicas([{"scope": "user.alice", "name": replica["name"]}], all_states=True))
         assert not any(SCRATCH_RSE in r["rses"] for r in replicas)
     # Let the daemons (greedy reaper included) run several cycles: the victims' files are still there.
     for _ in range(3):
         heartbeat = rucio_daemons.heartbeat.read_text()
-        wait_for(lambda: rucio_daemons.heartbeat.read_text() != heartbeat, timeout=60, what="a daemon cycle")
+        wait_for(
+            lambda before=heartbeat: rucio_daemons.heartbeat.read_text() != before, timeout=60, what="a daemon cycle"
+        )
     for path, content in victims.items():
         assert path.read_bytes() == content
 
@@ -104,8 +119,9 @@ def test_alice_cannot_put_a_rule_on_the_scratch_area(rucio, rucio_token):
     api = RucioAPI(rucio.url, rucio_token("alice"))
     did = {"scope": "user.alice", "name": "alice-first-dataset"}
     for expression in (SCRATCH_RSE, "dlaas_scratch=True", f"DESY-DCACHE|{SCRATCH_RSE}"):
-        answer = api.post("rules/", {"dids": [did], "copies": 1, "rse_expression": expression, "lifetime": 60,
-                                     "account": "alice"})
+        answer = api.post(
+            "rules/", {"dids": [did], "copies": 1, "rse_expression": expression, "lifetime": 60, "account": "alice"}
+        )
         assert _refused(answer), (expression, answer.status_code, answer.text)
 
 
@@ -113,10 +129,12 @@ def test_alice_cannot_put_a_rule_on_the_scratch_area(rucio, rucio_token):
 
 
 def _upload(alice_env, paths, **fields):
-    return requests.post(alice_env["DLAAS_REGISTRAR_URL"].rstrip("/") + "/api/uploads",
-                         json={"paths": paths, "destination_rse": "DESY-DCACHE",
-                               "dataset": f"attack-{uuid.uuid4().hex[:8]}", **fields},
-                         headers={"Authorization": f"token {alice_env['JUPYTERHUB_API_TOKEN']}"}, timeout=60)
+    return requests.post(
+        alice_env["DLAAS_REGISTRAR_URL"].rstrip("/") + "/api/uploads",
+        json={"paths": paths, "destination_rse": "DESY-DCACHE", "dataset": f"attack-{uuid.uuid4().hex[:8]}", **fields},
+        headers={"Authorization": f"token {alice_env['JUPYTERHUB_API_TOKEN']}"},
+        timeout=60,
+    )
 
 
 def _no_scratch_replicas_of(root_client, names) -> bool:
@@ -151,8 +169,9 @@ def test_the_registrar_resolves_paths_only_inside_alices_own_directory(alice_env
         answer = _upload(alice_env, [path])
         assert answer.status_code == 400, (path, answer.text)
         assert message in answer.json()["message"], (path, answer.text)
-    assert _no_scratch_replicas_of(root_client, [bob_file.name, outside.name, "evil.root", f"to-bob-{tag}.root",
-                                                 f"hard-{tag}.root"])
+    assert _no_scratch_replicas_of(
+        root_client, [bob_file.name, outside.name, "evil.root", f"to-bob-{tag}.root", f"hard-{tag}.root"]
+    )
     for path, content in victims.items():
         assert path.read_bytes() == content
 
@@ -162,11 +181,11 @@ def test_the_registrar_wants_a_users_token_with_its_scope(alice_env, hub, hub_ad
     body = {"paths": ["x"], "destination_rse": "DESY-DCACHE"}
     assert requests.post(url, json=body, timeout=30).status_code == 401
     assert requests.post(url, json=body, headers={"Authorization": "token not-a-token"}, timeout=30).status_code == 403
-    narrow = hub_admin.post(f"{hub_admin.api}/users/alice/tokens", json={"scopes": ["read:users:name!user=alice"]},
-                            timeout=10)
+    narrow = hub_admin.post(
+        f"{hub_admin.api}/users/alice/tokens", json={"scopes": ["read:users:name!user=alice"]}, timeout=10
+    )
     if narrow.status_code == 201:  # operators may not mint tokens for users at all; if they can, scopes still count
-        answer = requests.post(url, json=body, headers={"Authorization": f"token {narrow.json()['token']}"},
-                               timeout=30)
+        answer = requests.post(url, json=body, headers={"Authorization": f"token {narrow.json()['token']}"}, timeout=30)
         assert answer.status_code == 403 and "access:services!service=dlaas-registrar" in answer.json()["message"]
 
 
@@ -182,12 +201,18 @@ def registrar_client(rucio, registrar, tmp_path):
     class IsolatedClient(Client):
         TOKEN_PATH_PREFIX = str(tmp_path / ".rucio_")
 
-    return IsolatedClient(rucio_host=rucio.url, auth_host=rucio.url, account=REGISTRAR_ACCOUNT, auth_type="userpass",
-                          creds={"username": REGISTRAR_ACCOUNT, "password": registrar_password(rucio)})
+    return IsolatedClient(
+        rucio_host=rucio.url,
+        auth_host=rucio.url,
+        account=REGISTRAR_ACCOUNT,
+        auth_type="userpass",
+        creds={"username": REGISTRAR_ACCOUNT, "password": registrar_password(rucio)},
+    )
 
 
-def test_even_the_registrar_account_cannot_register_outside_the_owners_directory(registrar_client, settings,
-                                                                                 victims, root_client):
+def test_even_the_registrar_account_cannot_register_outside_the_owners_directory(
+    registrar_client, settings, victims, root_client
+):
     scratch = rse_dir(settings, SCRATCH_RSE)
     bob_file, outside = list(victims)
     alice_dir = scratch / "alice"
@@ -202,19 +227,25 @@ def test_even_the_registrar_account_cannot_register_outside_the_owners_directory
 
     attempts = {
         "a file in bob's directory": lambda: register([_replica(bob_file, scratch, "b1")]),
-        "a path climbing out": lambda: register([{**good, "name": "b2", "pfn": good["pfn"].replace(
-            own.name, f"../../{outside.name}")}]),
-        "an encoded path": lambda: register([{**good, "name": "b3", "pfn": good["pfn"].replace(
-            f"alice/{own.name}", "alice/%2e%2e/bob/x")}]),
-        "another host": lambda: register([{**good, "name": "b4", "pfn": good["pfn"].replace("localhost", "elsewhere")}]),
+        "a path climbing out": lambda: register(
+            [{**good, "name": "b2", "pfn": good["pfn"].replace(own.name, f"../../{outside.name}")}]
+        ),
+        "an encoded path": lambda: register(
+            [{**good, "name": "b3", "pfn": good["pfn"].replace(f"alice/{own.name}", "alice/%2e%2e/bob/x")}]
+        ),
+        "another host": lambda: register(
+            [{**good, "name": "b4", "pfn": good["pfn"].replace("localhost", "elsewhere")}]
+        ),
         "rules charged to bob": lambda: register([{**good, "name": "b5"}], rules=[{**rules[0], "account": "bob"}]),
         "no rule at all (the reaper would take it at once)": lambda: register([{**good, "name": "b6"}], rules=[]),
         "bob's scope": lambda: register([{**good, "scope": "user.bob", "name": "b7"}], scope="user.bob"),
         "add_replicas": lambda: registrar_client.add_replicas(SCRATCH_RSE, [good]),
-        "bulk add_dids": lambda: registrar_client.add_dids([{"scope": "user.alice", "name": "b8", "type": "DATASET",
-                                                             "rse": SCRATCH_RSE, "dids": [good]}]),
+        "bulk add_dids": lambda: registrar_client.add_dids(
+            [{"scope": "user.alice", "name": "b8", "type": "DATASET", "rse": SCRATCH_RSE, "dids": [good]}]
+        ),
         "attach bob's file to alice's dataset": lambda: registrar_client.attach_dids(
-            "user.alice", existing, [_replica(bob_file, scratch, "b9")], rse=SCRATCH_RSE),
+            "user.alice", existing, [_replica(bob_file, scratch, "b9")], rse=SCRATCH_RSE
+        ),
     }
     existing = f"existing-{uuid.uuid4().hex[:8]}"
     root_client.add_dataset("user.alice", existing, rules=[{**rules[0], "rse_expression": "DESY-DCACHE"}])
@@ -237,20 +268,37 @@ def test_even_a_rucio_admin_cannot_make_itself_the_registrar_or_move_the_scratch
     # The seed gives the IAM admin user Rucio's `admin` attribute (some sites give it to every user).
     api = RucioAPI(rucio.url, rucio_token("admin"))
     attempts = {
-        "mark itself a registrar": api.post("accounts/admin/attr/dlaas_registrar", {"key": "dlaas_registrar",
-                                                                                    "value": "True"}),
-        "log in as the registrar": api.post("accounts/dlaas-registrar/identities", {
-            "identity": "SUB=intruder, ISS=elsewhere", "authtype": "OIDC", "email": "x@dlaas.invalid"}),
-        "point the scratch protocol elsewhere": api.post(f"rses/{SCRATCH_RSE}/protocols/posix", {
-            "scheme": "posix", "hostname": "localhost", "port": 0, "prefix": "/",
-            "impl": "rucio.rse.protocols.posix.Default"}),
-        "unmark the scratch area": requests.delete(f"{rucio.url}/rses/{SCRATCH_RSE}/attr/dlaas_scratch",
-                                                   headers={"X-Rucio-Auth-Token": api.token}, timeout=30),
+        "mark itself a registrar": api.post(
+            "accounts/admin/attr/dlaas_registrar", {"key": "dlaas_registrar", "value": "True"}
+        ),
+        "log in as the registrar": api.post(
+            "accounts/dlaas-registrar/identities",
+            {"identity": "SUB=intruder, ISS=elsewhere", "authtype": "OIDC", "email": "x@dlaas.invalid"},
+        ),
+        "point the scratch protocol elsewhere": api.post(
+            f"rses/{SCRATCH_RSE}/protocols/posix",
+            {
+                "scheme": "posix",
+                "hostname": "localhost",
+                "port": 0,
+                "prefix": "/",
+                "impl": "rucio.rse.protocols.posix.Default",
+            },
+        ),
+        "unmark the scratch area": requests.delete(
+            f"{rucio.url}/rses/{SCRATCH_RSE}/attr/dlaas_scratch", headers={"X-Rucio-Auth-Token": api.token}, timeout=30
+        ),
         "mark another RSE as scratch": api.post("rses/DESY-DCACHE/attr/dlaas_scratch", {"value": True}),
     }
     for what, answer in attempts.items():
         assert _refused(answer), (what, answer.status_code, answer.text)
     # It is a Rucio admin: the same calls on what is not the scratch area or the registrar still work.
     assert api.post("rses/DESY-DCACHE/attr/dlaas_test_marker", {"value": True}).status_code == 201
-    assert requests.delete(f"{rucio.url}/rses/DESY-DCACHE/attr/dlaas_test_marker",
-                           headers={"X-Rucio-Auth-Token": api.token}, timeout=30).status_code == 200
+    assert (
+        requests.delete(
+            f"{rucio.url}/rses/DESY-DCACHE/attr/dlaas_test_marker",
+            headers={"X-Rucio-Auth-Token": api.token},
+            timeout=30,
+        ).status_code
+        == 200
+    )

@@ -48,8 +48,14 @@ def short_stack():
         postgres = Postgres(settings, port=0).start()
         rucio = RucioServer(settings, postgres.url, iam_issuer=iam.issuer, port=0).start()
         seed(settings, rucio, full=False)
-        hub = LocalHub(settings, iam=iam, rucio_url=rucio.url, refresh_margin=MARGIN, auth_refresh_age=1,
-                       extra={**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}}).start()
+        hub = LocalHub(
+            settings,
+            iam=iam,
+            rucio_url=rucio.url,
+            refresh_margin=MARGIN,
+            auth_refresh_age=1,
+            extra={**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}},
+        ).start()
         admin = requests.Session()
         admin.headers["Authorization"] = f"token {hub_test_extra()['JupyterHub']['services'][0]['api_token']}"
         admin.api = f"{hub.url}/hub/api"
@@ -73,8 +79,9 @@ def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
     browser, _ = hub_login(hub, "alice", "alice-pass")
     server_token, pid = _server_token(admin, "alice")
     assert browser.get(f"{hub.url}/user/alice/lab", timeout=60).status_code == 200
-    env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
-               if "=" in item)
+    env = dict(
+        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item
+    )
     rucio_file = Path(env["BEARER_TOKEN_FILE"])
     eos_file = Path(env["OAUTH2_TOKEN"].removeprefix("FILE:"))
     wait_for(rucio_file.exists, timeout=30, what="the token agent's first write")
@@ -84,8 +91,9 @@ def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
     deadline = time.time() + WATCH_SECONDS
     while time.time() < deadline:
         now = time.time()
-        answer = requests.get(f"{hub.url}/hub/api/dlaas/tokens",
-                              headers={"Authorization": f"token {server_token}"}, timeout=10)
+        answer = requests.get(
+            f"{hub.url}/hub/api/dlaas/tokens", headers={"Authorization": f"token {server_token}"}, timeout=10
+        )
         assert answer.status_code == 200, answer.text
         for name, token in answer.json()["tokens"].items():
             claims = _claims(token["access_token"])
@@ -102,8 +110,11 @@ def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
         seen_files.add(content)
         assert not eos_file.exists()  # the dev IAM's userinfo has a port, which the EOS line cannot carry
         # The Rucio sidebar keeps working with whatever token the file holds now.
-        search = browser.get(f"{hub.url}/user/alice/rucio-jupyterlab/did-search", timeout=30,
-                             params={"namespace": "escape", "did": f"{DEMO_SCOPE}:higgs*", "type": "collection"})
+        search = browser.get(
+            f"{hub.url}/user/alice/rucio-jupyterlab/did-search",
+            timeout=30,
+            params={"namespace": "escape", "did": f"{DEMO_SCOPE}:higgs*", "type": "collection"},
+        )
         assert search.status_code == 200, search.text
         assert "higgs-candidates" in search.text
         searches += 1
@@ -128,15 +139,20 @@ def test_a_revoked_iam_session_gets_a_log_in_again_answer_never_a_stale_token(sh
     api_token, _ = _server_token(admin, "admin")
 
     def tokens():
-        return requests.get(f"{hub.url}/hub/api/dlaas/tokens", headers={"Authorization": f"token {api_token}"},
-                            timeout=30)
+        return requests.get(
+            f"{hub.url}/hub/api/dlaas/tokens", headers={"Authorization": f"token {api_token}"}, timeout=30
+        )
 
     assert tokens().status_code == 200
     # The user's IAM session ends (revoked at the IAM, as an IAM admin would).
     state = auth_state(hub, "admin")
     client = iam.client("dlaas-hub")
-    revoked = requests.post(f"{iam.url}/revoke", auth=(client["client_id"], client["client_secret"]),
-                            data={"token": state["refresh_token"], "token_type_hint": "refresh_token"}, timeout=10)
+    revoked = requests.post(
+        f"{iam.url}/revoke",
+        auth=(client["client_id"], client["client_secret"]),
+        data={"token": state["refresh_token"], "token_type_hint": "refresh_token"},
+        timeout=10,
+    )
     assert revoked.status_code == 200
     time.sleep(max(0.0, min(t["expires_at"] for t in state["exchanged"].values()) - MARGIN - time.time()) + 0.2)
     answer = tokens()
@@ -173,8 +189,9 @@ class TokenEndpointProxy:
                 if proxy.fail_exchanges and form.get("grant_type", "").endswith(":token-exchange"):
                     proxy.failed += 1
                     return self._answer(503, b'{"error": "temporarily_unavailable"}', "application/json")
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type",
-                                                                                  "accept")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type", "accept")
+                }
                 upstream = requests.post(proxy.target, data=body, headers=headers, timeout=30)
                 self._answer(upstream.status_code, upstream.content, upstream.headers.get("Content-Type", ""))
 
@@ -210,9 +227,13 @@ def rotating_stack():
         iam.start()
         proxy = TokenEndpointProxy(f"{iam.url}/token")
         # Refresh once a token has less than 115 s left, i.e. 5 s after it was issued: plenty of validity left.
-        hub = LocalHub(settings, iam=iam, refresh_margin=115, auth_refresh_age=1,
-                       extra={**hub_test_extra(),
-                              "EscapeIAMAuthenticator": {"token_url": proxy.url, "refresh_backoff": 3}}).start()
+        hub = LocalHub(
+            settings,
+            iam=iam,
+            refresh_margin=115,
+            auth_refresh_age=1,
+            extra={**hub_test_extra(), "EscapeIAMAuthenticator": {"token_url": proxy.url, "refresh_backoff": 3}},
+        ).start()
         yield iam, hub, proxy
     finally:
         if hub:

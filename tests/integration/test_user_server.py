@@ -12,8 +12,8 @@ import pytest
 
 from devstack.rucio_seed import DEMO_SCOPE
 from devstack.settings import VENVS
-
 from tests.conftest import wait_for
+
 from .test_hub import _server_token, hub_login
 
 
@@ -54,12 +54,18 @@ def test_token_files_are_private_single_line_and_for_the_right_audience(alice, i
 def test_the_rucio_cli_in_the_server_works_with_the_token_file(alice):
     _, env = alice
     cli_env = {k: v for k, v in env.items() if k.startswith(("RUCIO_", "BEARER_TOKEN_FILE", "PATH", "HOME"))}
-    result = subprocess.run([str(VENVS / "singleuser" / "bin" / "rucio"), "did", "list", f"{DEMO_SCOPE}:*"],
-                            env=cli_env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(VENVS / "singleuser" / "bin" / "rucio"), "did", "list", f"{DEMO_SCOPE}:*"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "higgs-candidates" in result.stdout and "cosmic-rays-small" in result.stdout
-    whoami = subprocess.run([str(VENVS / "singleuser" / "bin" / "rucio"), "whoami"], env=cli_env,
-                            capture_output=True, text=True, timeout=60)
+    whoami = subprocess.run(
+        [str(VENVS / "singleuser" / "bin" / "rucio"), "whoami"], env=cli_env, capture_output=True, text=True, timeout=60
+    )
     assert "alice" in whoami.stdout
 
 
@@ -104,7 +110,6 @@ def test_nothing_token_like_in_the_servers_environment(alice):
         assert not value.startswith("eyJ"), f"{name} looks like a JWT"
 
 
-
 def test_rucio_down_gives_the_sidebar_an_error_message_not_a_silent_failure(alice, hub, rucio):
     browser, _ = alice
     params = {"namespace": "escape", "did": f"{DEMO_SCOPE}:higgs*", "type": "collection"}
@@ -127,18 +132,23 @@ print(r["rses"]["EULAKE-1"][0])
 """
 
 
-def test_rucio_clients_in_the_server_get_pfns_through_the_sites_xcache_and_can_read_them(alice, cache_layer,
-                                                                                           tmp_path):
+def test_rucio_clients_in_the_server_get_pfns_through_the_sites_xcache_and_can_read_them(alice, cache_layer, tmp_path):
     _, env = alice
     xr = cache_layer.xrootd
     assert env["SITE_NAME"] == "LOCAL"
-    result = subprocess.run([str(VENVS / "singleuser" / "bin" / "python"), "-c", READ_THROUGH_CACHE], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(VENVS / "singleuser" / "bin" / "python"), "-c", READ_THROUGH_CACHE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     pfn = result.stdout.strip()
     assert pfn.startswith(f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.1:{xr.origin_port}/EULAKE-1/")
-    copy = subprocess.run(["xrdcp", "--nopbar", pfn, str(tmp_path / "higgs.root")], capture_output=True, text=True,
-                          timeout=60)
+    copy = subprocess.run(
+        ["xrdcp", "--nopbar", pfn, str(tmp_path / "higgs.root")], capture_output=True, text=True, timeout=60
+    )
     assert copy.returncode == 0, copy.stderr
     on_storage = cache_layer.settings.state_dir / "rses" / pfn.split(f":{xr.origin_port}/", 1)[1]
     assert (tmp_path / "higgs.root").read_bytes() == on_storage.read_bytes()

@@ -16,7 +16,6 @@ import requests
 
 from devstack.procs import free_port, stop_group
 from devstack.settings import REPO, VENVS
-
 from tests.conftest import wait_for
 
 ATTACKER = 65534  # nobody
@@ -31,8 +30,9 @@ def _attackers_dir(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("taken, hint", [("tokens", "DLAAS_TOKEN_DIR"), ("rucio-cfg", "RUCIO_CONFIG"),
-                                         ("rucio-cache", "RUCIO_CACHE_DIR")])
+@pytest.mark.parametrize(
+    "taken, hint", [("tokens", "DLAAS_TOKEN_DIR"), ("rucio-cfg", "RUCIO_CONFIG"), ("rucio-cache", "RUCIO_CACHE_DIR")]
+)
 def test_alices_server_puts_nothing_into_a_directory_another_account_created_first(taken, hint):
     root = Path(tempfile.mkdtemp(prefix="dlaas-shared-"))
     home = root / "home"
@@ -41,25 +41,45 @@ def test_alices_server_puts_nothing_into_a_directory_another_account_created_fir
     attacked = _attackers_dir(dirs[taken])
     port = free_port()
     env = {
-        "PATH": f"{VENVS / 'singleuser' / 'bin'}:/usr/bin:/bin", "HOME": str(home),
+        "PATH": f"{VENVS / 'singleuser' / 'bin'}:/usr/bin:/bin",
+        "HOME": str(home),
         "JUPYTER_CONFIG_PATH": str(REPO / "singleuser" / "jupyter_config"),
-        "JUPYTERHUB_SERVICE_PREFIX": "/", "DLAAS_TOKEN_API_URL": "http://127.0.0.1:9/hub/api/dlaas/tokens",
-        "JUPYTERHUB_API_TOKEN": "not-used", "DLAAS_TOKEN_DIR": str(dirs["tokens"]),
-        "BEARER_TOKEN_FILE": str(dirs["tokens"] / "rucio_token"), "OAUTH2_TOKEN": f"FILE:{dirs['tokens']}/eos_token",
-        "RUCIO_BASE_URL": "http://127.0.0.1:9", "RUCIO_ACCOUNT": "alice",
-        "RUCIO_CONFIG": str(dirs["rucio-cfg"] / "rucio.cfg"), "RUCIO_CACHE_DIR": str(dirs["rucio-cache"]),
+        "JUPYTERHUB_SERVICE_PREFIX": "/",
+        "DLAAS_TOKEN_API_URL": "http://127.0.0.1:9/hub/api/dlaas/tokens",
+        "JUPYTERHUB_API_TOKEN": "not-used",
+        "DLAAS_TOKEN_DIR": str(dirs["tokens"]),
+        "BEARER_TOKEN_FILE": str(dirs["tokens"] / "rucio_token"),
+        "OAUTH2_TOKEN": f"FILE:{dirs['tokens']}/eos_token",
+        "RUCIO_BASE_URL": "http://127.0.0.1:9",
+        "RUCIO_ACCOUNT": "alice",
+        "RUCIO_CONFIG": str(dirs["rucio-cfg"] / "rucio.cfg"),
+        "RUCIO_CACHE_DIR": str(dirs["rucio-cache"]),
     }
     log = root / "server.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [str(VENVS / "singleuser" / "bin" / "jupyter-server"), "--allow-root", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={port}", "--ServerApp.port_retries=0", "--IdentityProvider.token=",
-             "--ServerApp.open_browser=False"],
-            env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(VENVS / "singleuser" / "bin" / "jupyter-server"),
+                "--allow-root",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                "--IdentityProvider.token=",
+                "--ServerApp.open_browser=False",
+            ],
+            env=env,
+            cwd=home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_for(lambda: server.poll() is None and _up(port), timeout=90, what="the Jupyter server")
-        lines = [line for line in log.read_text().splitlines()
-                 if f"{attacked} exists and belongs to uid {ATTACKER}, not to you" in line]
+        lines = [
+            line
+            for line in log.read_text().splitlines()
+            if f"{attacked} exists and belongs to uid {ATTACKER}, not to you" in line
+        ]
         assert len(lines) == 1, log.read_text()
         assert lines[0].endswith(f"remove it or set {hint} to another path")
         assert list(attacked.iterdir()) == [], f"something was written into {attacked}"

@@ -25,14 +25,30 @@ SYNC = VENVS / "main" / "bin" / "dlaas-xcache-origin-sync"
 
 
 def xrdcp(url: str, dest: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["xrdcp", "--force", "--nopbar", url, str(dest)], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "XRD_REQUESTTIMEOUT": "20", "XRD_CONNECTIONRETRY": "1"})
+    return subprocess.run(
+        ["xrdcp", "--force", "--nopbar", url, str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "XRD_REQUESTTIMEOUT": "20", "XRD_CONNECTIONRETRY": "1"},
+    )
 
 
 def sync(cache_layer, url: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SYNC), "--cric-url", url or cache_layer.cric.url, "--output",
-                           str(cache_layer.origins_file), "--timeout", "5"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            str(SYNC),
+            "--cric-url",
+            url or cache_layer.cric.url,
+            "--output",
+            str(cache_layer.origins_file),
+            "--timeout",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -47,8 +63,10 @@ def own_file(cache_layer, root_client):
     path = Path(pfn.removeprefix("file://localhost"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
-    root_client.add_replicas(REPLICA_RSE, [{"scope": SCOPE, "name": name, "bytes": len(content),
-                                            "adler32": f"{zlib.adler32(content) & 0xFFFFFFFF:08x}"}])
+    root_client.add_replicas(
+        REPLICA_RSE,
+        [{"scope": SCOPE, "name": name, "bytes": len(content), "adler32": f"{zlib.adler32(content) & 0xFFFFFFFF:08x}"}],
+    )
     return {"scope": SCOPE, "name": name, "content": content, "path": path}
 
 
@@ -78,7 +96,8 @@ def root_pfns(client, did: dict, monkeypatch, site: str | None) -> list[str]:
 
 
 def test_the_local_site_reads_through_the_cache_and_the_second_read_is_served_from_it(
-        cache_layer, own_file, root_client, monkeypatch, tmp_path):
+    cache_layer, own_file, root_client, monkeypatch, tmp_path
+):
     xr = cache_layer.xrootd
     did = {"scope": own_file["scope"], "name": own_file["name"]}
     [direct] = root_pfns(root_client, did, monkeypatch, site=None)
@@ -110,8 +129,12 @@ def test_an_origin_that_cric_does_not_list_is_refused_until_it_does(cache_layer,
     # Every time, not four times out of five: XRootD 5.5.3's pss.permit alone answers every fifth refused request
     # with the file of an earlier request (see dlaas_xcache.authdb); read a permitted file first so that
     # such a stale request exists.
-    assert xrdcp(f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.1:{xr.origin_port}/{path}",
-                 tmp_path / "permitted").returncode == 0
+    assert (
+        xrdcp(
+            f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.1:{xr.origin_port}/{path}", tmp_path / "permitted"
+        ).returncode
+        == 0
+    )
     for attempt in range(12):
         refused = xrdcp(stranger, tmp_path / "refused")
         assert refused.returncode != 0 and "permission denied" in refused.stderr, (attempt, refused.stderr)
@@ -120,8 +143,10 @@ def test_an_origin_that_cric_does_not_list_is_refused_until_it_does(cache_layer,
     # A new storage endpoint appears in CRIC: after one sync, the cache serves it.
     before = xr.status()
     doc = json.loads(catalogue.read_text())
-    doc["rses"]["EULAKE-2"] = {"name": "EULAKE-2", "protocols": [
-        {"scheme": "root", "hostname": "127.0.0.2", "port": xr.origin_port, "prefix": "/EULAKE-1/"}]}
+    doc["rses"]["EULAKE-2"] = {
+        "name": "EULAKE-2",
+        "protocols": [{"scheme": "root", "hostname": "127.0.0.2", "port": xr.origin_port, "prefix": "/EULAKE-1/"}],
+    }
     catalogue.write_text(json.dumps(doc))
     result = sync(cache_layer)
     assert result.returncode == 0, result.stderr
@@ -141,11 +166,17 @@ def test_an_origin_that_cric_does_not_list_is_refused_until_it_does(cache_layer,
     assert xr.status()["cache_pid"] == after["cache_pid"]
 
 
-@pytest.mark.parametrize("answer, reason", [
-    ("<html>CRIC is down for maintenance</html>", "not JSON"),
-    ('{"rses": {}}', "lists no RSEs"),
-    ('{"rses": {"X": {"protocols": [{"scheme": "https", "hostname": "web.example.org"}]}}}', "no root/xroot endpoint"),
-])
+@pytest.mark.parametrize(
+    "answer, reason",
+    [
+        ("<html>CRIC is down for maintenance</html>", "not JSON"),
+        ('{"rses": {}}', "lists no RSEs"),
+        (
+            '{"rses": {"X": {"protocols": [{"scheme": "https", "hostname": "web.example.org"}]}}}',
+            "no root/xroot endpoint",
+        ),
+    ],
+)
 def test_a_bad_cric_answer_keeps_the_previous_allow_list_and_the_running_cache(cache_layer, catalogue, answer, reason):
     xr = cache_layer.xrootd
     before_list, before = cache_layer.origins_file.read_text(), xr.status()

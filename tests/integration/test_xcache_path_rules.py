@@ -118,13 +118,22 @@ PERMITTED = [
 
 
 def xrdcp(url: str, dest: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["xrdcp", "--force", "--nopbar", url, str(dest)], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "XRD_REQUESTTIMEOUT": "20", "XRD_CONNECTIONRETRY": "1"})
+    return subprocess.run(
+        ["xrdcp", "--force", "--nopbar", url, str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "XRD_REQUESTTIMEOUT": "20", "XRD_CONNECTIONRETRY": "1"},
+    )
 
 
 def sync(cache_layer) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SYNC), "--cric-url", cache_layer.cric.url, "--output", str(cache_layer.origins_file),
-                           "--timeout", "5"], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(SYNC), "--cric-url", cache_layer.cric.url, "--output", str(cache_layer.origins_file), "--timeout", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def resync(cache_layer) -> None:
@@ -141,8 +150,12 @@ def lake(cache_layer):
     xr = cache_layer.xrootd
     original = cache_layer.cric.file.read_text()
     doc = json.loads(original)
-    doc["rses"]["EULAKE-LOCALNAME"] = {"name": "EULAKE-LOCALNAME", "protocols": [
-        {"scheme": "root", "hostname": "LocalHost", "port": xr.origin_port, "prefix": f"/{REPLICA_RSE}/"}]}
+    doc["rses"]["EULAKE-LOCALNAME"] = {
+        "name": "EULAKE-LOCALNAME",
+        "protocols": [
+            {"scheme": "root", "hostname": "LocalHost", "port": xr.origin_port, "prefix": f"/{REPLICA_RSE}/"}
+        ],
+    }
     cache_layer.cric.file.write_text(json.dumps(doc))
     try:
         resync(cache_layer)
@@ -150,8 +163,13 @@ def lake(cache_layer):
         assert f"pss.permit 127.0.0.1:{xr.origin_port}" in lines and f"pss.permit localhost:{xr.origin_port}" in lines
         directory = rses_root(cache_layer.settings) / REPLICA_RSE / "xcache-path-rules" / uuid.uuid4().hex[:8]
         directory.mkdir(parents=True)
-        yield {"dir": directory, "rel": directory.relative_to(rses_root(cache_layer.settings)).as_posix(),
-               "origin": xr.origin_port, "other": xr.status()["origin_inner_port"], "cache": xr.cache_url}
+        yield {
+            "dir": directory,
+            "rel": directory.relative_to(rses_root(cache_layer.settings)).as_posix(),
+            "origin": xr.origin_port,
+            "other": xr.status()["origin_inner_port"],
+            "cache": xr.cache_url,
+        }
     finally:
         cache_layer.cric.file.write_text(original)
         resync(cache_layer)
@@ -178,7 +196,8 @@ def test_a_permitted_origin_is_served_through_the_cache(lake, tmp_path, name, fo
 
 @pytest.mark.parametrize("name, form", ATTACKS, ids=[n for n, _ in ATTACKS])
 def test_an_attacker_gets_no_byte_through_the_cache_from_a_spelling_that_is_not_a_permitted_origin(
-        lake, tmp_path, name, form):
+    lake, tmp_path, name, form
+):
     # The permitted read just before: its URL is what XRootD 5.5.3's proxy would answer a refused request with.
     permitted_path, permitted = new_file(lake, 256 * 1024 + 3)
     warm = xrdcp(through_cache(lake, "/root://127.0.0.1:{o}/{p}", permitted_path), tmp_path / "permitted")
@@ -189,7 +208,12 @@ def test_an_attacker_gets_no_byte_through_the_cache_from_a_spelling_that_is_not_
         out = tmp_path / f"attack-{attempt}"
         result = xrdcp(url, out)
         got = out.read_bytes() if out.exists() else b""
-        what = ("the earlier permitted request's file (stale URL)" if got == permitted
-                else "the attacked file" if got == target else f"{len(got)} bytes")
+        what = (
+            "the earlier permitted request's file (stale URL)"
+            if got == permitted
+            else "the attacked file"
+            if got == target
+            else f"{len(got)} bytes"
+        )
         assert not got, f"attempt {attempt} of {url!r} got {what}"
         assert result.returncode != 0, f"attempt {attempt} of {url!r} succeeded: {result.stdout}"

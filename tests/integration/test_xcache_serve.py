@@ -118,13 +118,20 @@ print(json.dumps(report))
 '''
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("xrootd"),
-                    reason="needs root, unshare and xrootd (as `make up` does)")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("xrootd"),
+    reason="needs root, unshare and xrootd (as `make up` does)",
+)
 def test_the_cache_image_command_runs_real_xrootd_on_the_list_and_restarts_it_on_a_new_list():
     work = Path(tempfile.mkdtemp(prefix="dlaas-xcache-serve-"))  # pytest's tmp_path is closed to the xrootd user
     work.chmod(0o755)
-    proc = subprocess.Popen(["unshare", "--net", sys.executable, "-c", DRIVER, str(work), str(SERVE)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["unshare", "--net", sys.executable, "-c", DRIVER, str(work), str(SERVE)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=300)
     finally:

@@ -63,8 +63,17 @@ class FakeIdP:
     def jwt(self, username: str, audience: str, *, ttl: float = 3600, **claims) -> str:
         key = self.keys[self.sign_with] if isinstance(self.sign_with, str) else self.sign_with
         now = time.time()
-        payload = {"iss": ISSUER, "sub": self.users[username], "aud": audience, "iat": int(now), "nbf": int(now),
-                   "exp": int(now + ttl), "jti": uuid.uuid4().hex, "scope": "openid profile", **claims}
+        payload = {
+            "iss": ISSUER,
+            "sub": self.users[username],
+            "aud": audience,
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(now + ttl),
+            "jti": uuid.uuid4().hex,
+            "scope": "openid profile",
+            **claims,
+        }
         return jwt.encode(payload, key["private"], algorithm="RS256", headers={"kid": key["kid"]})
 
     def login(self, username: str) -> dict:
@@ -91,9 +100,14 @@ class FakeIdP:
 
     def answer(self, path: str, form: dict, request: HTTPRequest):
         if path == "/.well-known/openid-configuration":
-            return {"issuer": ISSUER, "authorization_endpoint": f"{ISSUER}authorize",
-                    "token_endpoint": f"{ISSUER}token", "userinfo_endpoint": f"{ISSUER}userinfo",
-                    "jwks_uri": f"{ISSUER}jwk", "revocation_endpoint": f"{ISSUER}revoke"}
+            return {
+                "issuer": ISSUER,
+                "authorization_endpoint": f"{ISSUER}authorize",
+                "token_endpoint": f"{ISSUER}token",
+                "userinfo_endpoint": f"{ISSUER}userinfo",
+                "jwks_uri": f"{ISSUER}jwk",
+                "revocation_endpoint": f"{ISSUER}revoke",
+            }
         if path == "/jwk":
             return {"keys": [k["jwk"] for k in self.keys.values()]}
         if path == "/userinfo":
@@ -101,8 +115,11 @@ class FakeIdP:
             if username is None:
                 raise HTTPClientError(401, response=HTTPResponse(request, 401, buffer=io.BytesIO(b"{}")))
             if self.profile == "wlcg":
-                return {"sub": self.users[username], "preferred_username": username,
-                        "wlcg.groups": [f"/{g}" for g in self.groups[username]]}
+                return {
+                    "sub": self.users[username],
+                    "preferred_username": username,
+                    "wlcg.groups": [f"/{g}" for g in self.groups[username]],
+                }
             return {"sub": self.users[username], "preferred_username": username, "groups": self.groups[username]}
         if path == "/revoke":
             self.revoked.append(form["token"])
@@ -114,8 +131,9 @@ class FakeIdP:
         if grant == "refresh_token":
             username = self.refresh_tokens.get(form["refresh_token"])
             if username is None:
-                raise HTTPClientError(400, response=HTTPResponse(request, 400, buffer=io.BytesIO(
-                    b'{"error": "invalid_grant"}')))
+                raise HTTPClientError(
+                    400, response=HTTPResponse(request, 400, buffer=io.BytesIO(b'{"error": "invalid_grant"}'))
+                )
             answer = self.login(username)
             if self.rotate:
                 del self.refresh_tokens[form["refresh_token"]]

@@ -76,8 +76,10 @@ class InProcessHub:
         auth.client_secret = "s"
         auth.oauth_callback_url = f"{self.url}/hub/oauth_callback"
         auth.allowed_groups = {"escape/users"}
-        auth.exchange_targets = {"rucio": {"audience": "rucio", "scope": "openid profile"},
-                                 "eos": {"audience": "eos", "scope": "openid profile"}}
+        auth.exchange_targets = {
+            "rucio": {"audience": "rucio", "scope": "openid profile"},
+            "eos": {"audience": "eos", "scope": "openid profile"},
+        }
         for name, value in self.authenticator_config.items():
             setattr(auth, name, value)
         configure(c, sqlite_wal=False)
@@ -111,7 +113,8 @@ class InProcessHub:
         session = session or requests.Session()
         call = getattr(session, method)
         return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: call(self.url + path, allow_redirects=False, timeout=30, **kwargs))
+            None, lambda: call(self.url + path, allow_redirects=False, timeout=30, **kwargs)
+        )
 
     async def login(self, username: str) -> requests.Session:
         """A browser's login through the hub's OAuth pages; the IdP's authorization code is the username."""

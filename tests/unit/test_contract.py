@@ -9,9 +9,12 @@ from singleuser import contract
 
 REPO = Path(__file__).resolve().parents[2]
 #: The hub side and the server side of the contract, and the hub's values (tests and docs name them as they like).
-SOURCES = [*REPO.glob("hub_plugins/**/*.py"), *REPO.glob("singleuser/**/*.py"),
-           *(REPO / "devstack" / name for name in ("hub.py", "jupyterhub_config.py", "local_spawner.py")),
-           REPO / "flux" / "apps" / "base" / "jupyterhub" / "values.yaml"]
+SOURCES = [
+    *REPO.glob("hub_plugins/**/*.py"),
+    *REPO.glob("singleuser/**/*.py"),
+    *(REPO / "devstack" / name for name in ("hub.py", "jupyterhub_config.py", "local_spawner.py")),
+    REPO / "flux" / "apps" / "base" / "jupyterhub" / "values.yaml",
+]
 VARIABLES = [*contract.FROM_HUB, *contract.FROM_OTHERS]
 
 

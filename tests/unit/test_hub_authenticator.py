@@ -17,12 +17,22 @@ from .conftest import ISSUER, TOKEN_EXCHANGE, FakeHandler, FakeIdP, FakeUser, ne
 
 
 def make(idp=None, **kw):
-    return EscapeIAMAuthenticator(**{
-        "issuer": ISSUER, "client_id": "hub", "client_secret": "s", "enable_pkce": False,
-        "oauth_callback_url": "http://hub/hub/oauth_callback", "allowed_groups": {"escape/users"},
-        "exchange_targets": {"rucio": {"audience": "rucio", "scope": "openid profile"},
-                             "eos": {"audience": "eos", "scope": "openid profile"}},
-        "http_client": idp or FakeIdP(), **kw})
+    return EscapeIAMAuthenticator(
+        **{
+            "issuer": ISSUER,
+            "client_id": "hub",
+            "client_secret": "s",
+            "enable_pkce": False,
+            "oauth_callback_url": "http://hub/hub/oauth_callback",
+            "allowed_groups": {"escape/users"},
+            "exchange_targets": {
+                "rucio": {"audience": "rucio", "scope": "openid profile"},
+                "eos": {"audience": "eos", "scope": "openid profile"},
+            },
+            "http_client": idp or FakeIdP(),
+            **kw,
+        }
+    )
 
 
 async def login(auth, username="alice", users=()):
@@ -68,8 +78,10 @@ def test_defaults_fit_iam(crypt_key):
 
 
 def test_under_the_wlcg_profile_groups_come_from_wlcg_groups_which_the_login_requests(crypt_key):
-    idp = FakeIdP(users={"alice": "sub-alice", "carol": "sub-carol"},
-                  groups={"alice": ["escape/users", "escape/dlaas-admins"], "carol": ["escape/guests"]})
+    idp = FakeIdP(
+        users={"alice": "sub-alice", "carol": "sub-carol"},
+        groups={"alice": ["escape/users", "escape/dlaas-admins"], "carol": ["escape/guests"]},
+    )
     idp.profile = "wlcg"
     auth = make(idp, token_profile="wlcg")
     assert "wlcg.groups" in auth.scope  # IAM releases wlcg.groups only when asked for
@@ -117,8 +129,9 @@ def test_needs_refresh_within_the_margin_or_when_a_target_is_missing(crypt_key):
     now = 1000.0
     fresh = {"exchanged": {"rucio": {"expires_at": now + 3600}, "eos": {"expires_at": now + 61}}}
     assert not auth.needs_refresh(fresh, now)
-    assert auth.needs_refresh({"exchanged": {"rucio": {"expires_at": now + 3600}, "eos": {"expires_at": now + 60}}},
-                              now)
+    assert auth.needs_refresh(
+        {"exchanged": {"rucio": {"expires_at": now + 3600}, "eos": {"expires_at": now + 60}}}, now
+    )
     assert auth.needs_refresh({"exchanged": {"rucio": {"expires_at": now + 3600}}}, now)
     assert auth.needs_refresh({}, now)
 
@@ -137,15 +150,19 @@ def test_login_keeps_verified_exchanged_tokens_and_pins_the_sub(crypt_key, idp):
     assert auth.revocation_url == f"{ISSUER}revoke" and auth.jwks_url == f"{ISSUER}jwk"
 
 
-@pytest.mark.parametrize("tamper, reason", [
-    ({"claims": {"aud": "someone-else"}}, "audience is not 'rucio'"),
-    ({"claims": {"iss": "http://evil.test/"}}, "issuer is not"),
-    ({"claims": {"sub": "sub-mallory"}}, "another identity"),
-    ({"claims": {"exp": int(time.time()) - 5}}, "expired"),
-    ({"forged": True}, "signature does not verify"),
-])
-def test_a_token_with_the_wrong_audience_issuer_subject_expiry_or_signature_is_refused(crypt_key, idp, caplog,
-                                                                                        tamper, reason):
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        ({"claims": {"aud": "someone-else"}}, "audience is not 'rucio'"),
+        ({"claims": {"iss": "http://evil.test/"}}, "issuer is not"),
+        ({"claims": {"sub": "sub-mallory"}}, "another identity"),
+        ({"claims": {"exp": int(time.time()) - 5}}, "expired"),
+        ({"forged": True}, "signature does not verify"),
+    ],
+)
+def test_a_token_with_the_wrong_audience_issuer_subject_expiry_or_signature_is_refused(
+    crypt_key, idp, caplog, tamper, reason
+):
     idp.claims = tamper.get("claims", {})
     if tamper.get("forged"):  # signed by an attacker's key that claims IAM's key id
         idp.sign_with = {**new_key("k1")}
@@ -178,22 +195,25 @@ CODE_REFUSED = "ESCAPE IAM did not accept this login"
 NO_DATA_LAKE_TOKENS = "ESCAPE IAM did not issue the Data Lake tokens; please try again in a minute"
 
 
-@pytest.mark.parametrize("fail, status, page", [
-    # The IdP down or failing: a "try again" page, whichever request met it.
-    ({DISCOVERY: [ConnectionRefusedError()]}, 503, UNREACHABLE),
-    ({DISCOVERY: [599]}, 503, UNREACHABLE),  # tornado's code for a timeout or a connection error (curl)
-    ({DISCOVERY: [502]}, 503, UNREACHABLE),
-    ({"authorization_code": [500]}, 503, UNREACHABLE),
-    ({"authorization_code": [599]}, 503, UNREACHABLE),
-    ({"authorization_code": [ConnectionResetError()]}, 503, UNREACHABLE),
-    ({"/userinfo": [503]}, 503, UNREACHABLE),
-    ({TOKEN_EXCHANGE: [503]}, 503, NO_DATA_LAKE_TOKENS),
-    ({TOKEN_EXCHANGE: [400]}, 503, NO_DATA_LAKE_TOKENS),
-    # A discovery document that is not there: the hub's settings are wrong, not the IdP's availability.
-    ({DISCOVERY: [404]}, 503, MISCONFIGURED),
-    # The code refused (a reloaded callback page: its one-time code is spent): log in again.
-    ({"authorization_code": [400]}, 400, CODE_REFUSED),
-])
+@pytest.mark.parametrize(
+    "fail, status, page",
+    [
+        # The IdP down or failing: a "try again" page, whichever request met it.
+        ({DISCOVERY: [ConnectionRefusedError()]}, 503, UNREACHABLE),
+        ({DISCOVERY: [599]}, 503, UNREACHABLE),  # tornado's code for a timeout or a connection error (curl)
+        ({DISCOVERY: [502]}, 503, UNREACHABLE),
+        ({"authorization_code": [500]}, 503, UNREACHABLE),
+        ({"authorization_code": [599]}, 503, UNREACHABLE),
+        ({"authorization_code": [ConnectionResetError()]}, 503, UNREACHABLE),
+        ({"/userinfo": [503]}, 503, UNREACHABLE),
+        ({TOKEN_EXCHANGE: [503]}, 503, NO_DATA_LAKE_TOKENS),
+        ({TOKEN_EXCHANGE: [400]}, 503, NO_DATA_LAKE_TOKENS),
+        # A discovery document that is not there: the hub's settings are wrong, not the IdP's availability.
+        ({DISCOVERY: [404]}, 503, MISCONFIGURED),
+        # The code refused (a reloaded callback page: its one-time code is spent): log in again.
+        ({"authorization_code": [400]}, 400, CODE_REFUSED),
+    ],
+)
 def test_idp_errors_at_login_give_the_page_that_says_what_to_do(crypt_key, idp, caplog, fail, status, page):
     idp.fail = fail
     auth = make(idp, exchange_retries=0)
@@ -371,7 +391,6 @@ def test_a_failing_revocation_never_blocks_logout(crypt_key, idp, caplog):
     assert "refresh_token" not in user.state
     assert "revoking alice's IAM refresh token failed (HTTP 503)" in caplog.text
     assert refresh_token not in caplog.text
-
 
 
 def test_existing_hub_admins_lose_the_admin_role_at_hub_start(crypt_key):

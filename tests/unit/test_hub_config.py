@@ -28,8 +28,10 @@ def test_the_shared_glue_replaces_z2jhs_dummy_authenticator_and_sets_the_user_se
     assert SCOPE in c.JupyterHub.custom_scopes and f"{SCOPE}!server" in c.Spawner.server_token_scopes
 
 
-@pytest.mark.parametrize("name, accepted", [("alice", True), ("john.doe", True), ("../bob", False),
-                                            ("alice\n", False), ("Alice", False), ("a" * 65, False)])
+@pytest.mark.parametrize(
+    "name, accepted",
+    [("alice", True), ("john.doe", True), ("../bob", False), ("alice\n", False), ("Alice", False), ("a" * 65, False)],
+)
 def test_user_names_must_be_one_safe_directory_name(name, accepted):
     import re
 
@@ -38,8 +40,9 @@ def test_user_names_must_be_one_safe_directory_name(name, accepted):
 
 
 def test_roles_follow_the_deployments_operator_groups_and_its_token_lifetime_cap_is_kept():
-    c = configured(EscapeIAMAuthenticator={"operator_groups": {"escape/ops"}},
-                   JupyterHub={"token_expires_in_max_seconds": 3600})
+    c = configured(
+        EscapeIAMAuthenticator={"operator_groups": {"escape/ops"}}, JupyterHub={"token_expires_in_max_seconds": 3600}
+    )
     operator = next(r for r in c.JupyterHub.load_roles if r["name"] == OPERATOR_ROLE)
     assert operator["groups"] == ["escape/ops"]
     assert c.JupyterHub.token_expires_in_max_seconds == 3600
@@ -58,12 +61,15 @@ print(sqlite_tuning.wal_enabled())
 """
 
 
-@pytest.mark.parametrize("db_url, mode, wal", [
-    ("-", "wal", "True"),  # JupyterHub's default database is SQLite
-    ("sqlite:////srv/jupyterhub/jupyterhub.sqlite", "wal", "True"),
-    ("postgresql://hub@db/jupyterhub", "wal", "False"),
-    ("sqlite:////nfs/jupyterhub.sqlite", "nowal", "False"),  # configure(c, sqlite_wal=False): a database on NFS
-])
+@pytest.mark.parametrize(
+    "db_url, mode, wal",
+    [
+        ("-", "wal", "True"),  # JupyterHub's default database is SQLite
+        ("sqlite:////srv/jupyterhub/jupyterhub.sqlite", "wal", "True"),
+        ("postgresql://hub@db/jupyterhub", "wal", "False"),
+        ("sqlite:////nfs/jupyterhub.sqlite", "nowal", "False"),  # configure(c, sqlite_wal=False): a database on NFS
+    ],
+)
 def test_sqlite_goes_to_wal_mode_unless_the_database_is_elsewhere_or_on_nfs(db_url, mode, wal):
     # In a child process: the listener applies to every engine of the process, as in the hub.
     result = subprocess.run([sys.executable, "-c", PROBE, db_url, mode], capture_output=True, text=True, timeout=60)

@@ -13,9 +13,13 @@ from hub_plugins.authenticator import EscapeIAMAuthenticator
 from hub_plugins.discovery import DiscoveryError, discover
 
 ISSUER = "http://iam.test/"
-DOC = {"issuer": ISSUER, "authorization_endpoint": "http://iam.test/authorize",
-       "token_endpoint": "http://iam.test/token", "userinfo_endpoint": "http://iam.test/userinfo",
-       "jwks_uri": "http://iam.test/jwk"}
+DOC = {
+    "issuer": ISSUER,
+    "authorization_endpoint": "http://iam.test/authorize",
+    "token_endpoint": "http://iam.test/token",
+    "userinfo_endpoint": "http://iam.test/userinfo",
+    "jwks_uri": "http://iam.test/jwk",
+}
 
 
 def run(coro):
@@ -39,9 +43,13 @@ def test_endpoints_come_from_the_document_at_the_well_known_url():
     calls = []
     endpoints = run(discover(answering(DOC, calls), ISSUER))
     assert calls == ["http://iam.test/.well-known/openid-configuration"]
-    assert endpoints == {"authorize_url": "http://iam.test/authorize", "token_url": "http://iam.test/token",
-                         "userdata_url": "http://iam.test/userinfo", "jwks_url": "http://iam.test/jwk",
-                         "revocation_url": ""}
+    assert endpoints == {
+        "authorize_url": "http://iam.test/authorize",
+        "token_url": "http://iam.test/token",
+        "userdata_url": "http://iam.test/userinfo",
+        "jwks_url": "http://iam.test/jwk",
+        "revocation_url": "",
+    }
 
 
 def test_a_revocation_endpoint_is_read_when_advertised():
@@ -62,8 +70,7 @@ def test_a_revocation_endpoint_is_read_when_advertised():
         ({k: v for k, v in DOC.items() if k != "jwks_uri"}, False, "lacks jwks_uri"),
     ],
 )
-def test_an_unusable_document_is_a_clear_error_that_tells_outage_from_misconfiguration(answer, unreachable,
-                                                                                      message):
+def test_an_unusable_document_is_a_clear_error_that_tells_outage_from_misconfiguration(answer, unreachable, message):
     with pytest.raises(DiscoveryError, match=message) as e:
         run(discover(answering(answer), ISSUER))
     assert e.value.unreachable is unreachable
@@ -88,8 +95,9 @@ def test_loading_the_configuration_contacts_nothing(crypt_key):
 
 
 def test_an_unreachable_iam_fails_fast_and_a_later_attempt_succeeds(crypt_key):
-    auth = EscapeIAMAuthenticator(issuer=f"http://127.0.0.1:{_closed_port()}/", client_id="hub", client_secret="s",
-                                  discovery_timeout=2)
+    auth = EscapeIAMAuthenticator(
+        issuer=f"http://127.0.0.1:{_closed_port()}/", client_id="hub", client_secret="s", discovery_timeout=2
+    )
     started = time.monotonic()
     with pytest.raises(DiscoveryError, match="cannot read the IAM discovery document") as e:
         run(auth.ensure_endpoints())
@@ -104,8 +112,13 @@ def test_endpoints_are_discovered_once_and_explicit_ones_are_kept(crypt_key):
     class Client:
         fetch = staticmethod(answering(DOC, calls, delay=0.05))
 
-    auth = EscapeIAMAuthenticator(issuer=ISSUER, client_id="hub", client_secret="s",
-                                  userdata_url="http://iam.test/custom-userinfo", http_client=Client())
+    auth = EscapeIAMAuthenticator(
+        issuer=ISSUER,
+        client_id="hub",
+        client_secret="s",
+        userdata_url="http://iam.test/custom-userinfo",
+        http_client=Client(),
+    )
 
     async def many():
         await asyncio.gather(*(auth.ensure_endpoints() for _ in range(5)))

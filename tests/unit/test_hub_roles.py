@@ -29,8 +29,15 @@ def test_operators_get_the_admin_page_users_groups_and_servers_but_no_tokens_aut
     assert operator["groups"] == ["escape/admins"]
     define_custom_scopes({SCOPE: {"description": hub_roles.SCOPE_DESCRIPTION}})  # as the hub defines it
     expanded = {s.partition("!")[0] for s in expand_scopes(operator["scopes"])}
-    assert {"admin-ui", "list:users", "read:users", "start:servers", "delete:servers", "delete:users",
-            "admin:groups"} <= expanded
+    assert {
+        "admin-ui",
+        "list:users",
+        "read:users",
+        "start:servers",
+        "delete:servers",
+        "delete:users",
+        "admin:groups",
+    } <= expanded
     assert not expanded & {"admin:auth_state", "admin:users", "tokens", "read:tokens", "access:servers", SCOPE}
 
 
@@ -77,12 +84,15 @@ def test_the_authenticator_notices_a_configuration_that_skipped_or_preceded_appl
     assert "not defined" in hub_roles.configuration_problem(App(Config()), set(), [])
 
 
-@pytest.mark.parametrize("scopes, allowed", [
-    ({f"{SCOPE}!user=alice"}, True),
-    ({f"{SCOPE}!server=alice/"}, True),
-    ({f"{SCOPE}!user=bob"}, False),
-    ({f"{SCOPE}!server=alice/other"}, False),
-    ({"read:users!user=alice"}, False),
-])
+@pytest.mark.parametrize(
+    "scopes, allowed",
+    [
+        ({f"{SCOPE}!user=alice"}, True),
+        ({f"{SCOPE}!server=alice/"}, True),
+        ({f"{SCOPE}!user=bob"}, False),
+        ({f"{SCOPE}!server=alice/other"}, False),
+        ({"read:users!user=alice"}, False),
+    ],
+)
 def test_the_token_api_respects_scope_filters(scopes, allowed):
     assert may_read(parse_scopes(frozenset(scopes)), "alice", "") is allowed

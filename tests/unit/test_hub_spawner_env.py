@@ -85,10 +85,15 @@ def test_what_the_hub_writes_the_server_reads_back_with_the_same_names():
     assert set(env) <= {var.name for var in contract.FROM_HUB}
     server = ServerSettings(environ=env)
     assert (server.token_api_url, server.token_dir) == ("http://hub:8081/hub/api/dlaas/tokens", "/dev/shm/dlaas-alice")
-    assert (server.rucio_token_file, server.eos_token_file) == ("/dev/shm/dlaas-alice/rucio_token",
-                                                                "/dev/shm/dlaas-alice/eos_token")
+    assert (server.rucio_token_file, server.eos_token_file) == (
+        "/dev/shm/dlaas-alice/rucio_token",
+        "/dev/shm/dlaas-alice/eos_token",
+    )
     assert (server.rucio_base_url, server.rucio_auth_url, server.rucio_account) == (
-        "https://rucio.example", "https://rucio.example", "alice")
+        "https://rucio.example",
+        "https://rucio.example",
+        "alice",
+    )
     assert (server.mounted_rse, server.rse_mount_path, server.path_begins_at) == ("EULAKE-1", "/eos/eulake", 2)
     assert (server.scratch_mount, server.scratch_rse) == ("/scratch/alice", "DLAAS-SCRATCH")
     assert server.registrar_url == "http://hub/services/dlaas-registrar/"

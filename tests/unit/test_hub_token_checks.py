@@ -7,8 +7,8 @@ import json
 import time
 
 import jwt
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tornado.httpclient import HTTPClientError
 
 from hub_plugins.token_checks import JWKS, TokenCheckError, check
@@ -32,13 +32,16 @@ def test_a_token_of_the_issuer_for_the_audience_and_the_login_passes():
     assert verify(token(key, aud=["eos", "rucio"]), key)["aud"] == ["eos", "rucio"]  # aud *contains* the target
 
 
-@pytest.mark.parametrize("claims, reason", [
-    ({"aud": "eos"}, "audience is not 'rucio'"),
-    ({"iss": ISSUER.rstrip("/")}, "issuer is not"),  # the trailing slash counts
-    ({"sub": "sub-bob"}, "another identity"),
-    ({"exp": int(time.time()) - 1}, "expired"),
-    ({"nbf": int(time.time()) + 3600}, "not valid yet"),
-])
+@pytest.mark.parametrize(
+    "claims, reason",
+    [
+        ({"aud": "eos"}, "audience is not 'rucio'"),
+        ({"iss": ISSUER.rstrip("/")}, "issuer is not"),  # the trailing slash counts
+        ({"sub": "sub-bob"}, "another identity"),
+        ({"exp": int(time.time()) - 1}, "expired"),
+        ({"nbf": int(time.time()) + 3600}, "not valid yet"),
+    ],
+)
 def test_a_wrong_claim_is_refused_with_the_reason(claims, reason):
     key = new_key("k1")
     with pytest.raises(TokenCheckError, match=reason):
@@ -47,8 +50,9 @@ def test_a_wrong_claim_is_refused_with_the_reason(claims, reason):
 
 def test_unsigned_and_symmetric_tokens_are_refused():
     key = new_key("k1")
-    unsigned = jwt.encode({"iss": ISSUER, "sub": "sub-alice", "aud": "rucio", "exp": time.time() + 60}, None,
-                          algorithm="none")
+    unsigned = jwt.encode(
+        {"iss": ISSUER, "sub": "sub-alice", "aud": "rucio", "exp": time.time() + 60}, None, algorithm="none"
+    )
     with pytest.raises(TokenCheckError, match="'none'"):
         verify(unsigned, key)
     # HS256 "signed" with the issuer's *public* key, the classic key-confusion attack (built by hand: PyJWT refuses)

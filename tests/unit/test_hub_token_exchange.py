@@ -32,9 +32,18 @@ class FakeIdP:
         if isinstance(step, int):
             body = json.dumps({"error": "invalid_grant", "error_description": "subject token expired"}).encode()
             raise HTTPClientError(step, response=HTTPResponse(request, step, buffer=_buffer(body)))
-        body = b"{not json" if step == "garbage" else json.dumps(
-            {"access_token": f"tok-{audience}", "expires_in": 600, "scope": form.get("scope", "openid"),
-             "token_type": "Bearer"}).encode()
+        body = (
+            b"{not json"
+            if step == "garbage"
+            else json.dumps(
+                {
+                    "access_token": f"tok-{audience}",
+                    "expires_in": 600,
+                    "scope": form.get("scope", "openid"),
+                    "token_type": "Bearer",
+                }
+            ).encode()
+        )
         return HTTPResponse(request, 200, buffer=_buffer(body))
 
 
@@ -65,8 +74,9 @@ def test_exchanges_every_target_concurrently_with_iam_parameters():
 
 def test_a_5xx_is_retried_with_backoff_then_succeeds():
     idp = FakeIdP({"rucio": [502, 503, "ok"]})
-    result = run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], retries=2,
-                              backoff=0.01))
+    result = run(
+        exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], retries=2, backoff=0.01)
+    )
     assert result["access_token"] == "tok-rucio"
     assert len(idp.requests) == 3
 
@@ -83,8 +93,11 @@ def test_a_slow_idp_times_out_and_counts_as_retryable():
     idp = FakeIdP({"rucio": ["slow", "slow"]})
     started = time.monotonic()
     with pytest.raises(ExchangeError) as e:
-        run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], timeout=0.1,
-                         retries=1, backoff=0.01))
+        run(
+            exchange_one(
+                idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], timeout=0.1, retries=1, backoff=0.01
+            )
+        )
     assert e.value.retryable
     assert time.monotonic() - started < 2
 

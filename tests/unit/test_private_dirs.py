@@ -150,8 +150,12 @@ def test_removal_never_goes_through_a_symlinked_directory(tmp_path):
 @as_root
 def test_the_agent_writes_no_token_into_another_accounts_dir_and_says_so_once(tmp_path, caplog):
     tokens = _attackers_dir(tmp_path / "dlaas-alice")
-    agent = TokenAgent(api_url="http://127.0.0.1:9/api", api_token="server-token", token_dir=str(tokens),
-                       files={"rucio": "rucio_token"})
+    agent = TokenAgent(
+        api_url="http://127.0.0.1:9/api",
+        api_token="server-token",
+        token_dir=str(tokens),
+        files={"rucio": "rucio_token"},
+    )
     body = {"tokens": {"rucio": {"access_token": "alice.secret.token", "expires_at": 2e9}}}
     for _ in range(3):
         with pytest.raises(UnsafePathError):

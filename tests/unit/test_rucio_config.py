@@ -8,8 +8,11 @@ import pytest
 from singleuser.rucio_config import ConfigError, cache_dir, client_config_text, rucio_instance, write_client_config
 from singleuser.server_settings import ServerSettings
 
-BASE = {"RUCIO_BASE_URL": "https://rucio.example", "BEARER_TOKEN_FILE": "/dev/shm/t/rucio_token",
-        "RUCIO_ACCOUNT": "alice"}
+BASE = {
+    "RUCIO_BASE_URL": "https://rucio.example",
+    "BEARER_TOKEN_FILE": "/dev/shm/t/rucio_token",
+    "RUCIO_ACCOUNT": "alice",
+}
 
 
 def settings(**env):
@@ -17,12 +20,21 @@ def settings(**env):
 
 
 def test_replica_mode_opens_the_mounted_rses_files_at_the_mount_path():
-    instance = rucio_instance(settings(RUCIO_MOUNTED_RSE="EULAKE-1", RUCIO_RSE_MOUNT_PATH="/eos/eulake",
-                                       RUCIO_PATH_BEGINS_AT="2", RUCIO_SITE_NAME="CERN"))
+    instance = rucio_instance(
+        settings(
+            RUCIO_MOUNTED_RSE="EULAKE-1",
+            RUCIO_RSE_MOUNT_PATH="/eos/eulake",
+            RUCIO_PATH_BEGINS_AT="2",
+            RUCIO_SITE_NAME="CERN",
+        )
+    )
     assert instance["mode"] == "replica"
     # The extension calls the mounted RSE its destination_rse.
     assert (instance["destination_rse"], instance["rse_mount_path"], instance["path_begins_at"]) == (
-        "EULAKE-1", "/eos/eulake", 2)
+        "EULAKE-1",
+        "/eos/eulake",
+        2,
+    )
     assert instance["oidc_auth"] == "file" and instance["oidc_file_name"] == "/dev/shm/t/rucio_token"
     assert instance["site_name"] == "CERN"
     assert instance["rucio_auth_url"] == "https://rucio.example"
@@ -46,8 +58,10 @@ def test_configuration_overrides_the_environment():
     [
         ({"RUCIO_BASE_URL": "", "BEARER_TOKEN_FILE": ""}, "RUCIO_BASE_URL, BEARER_TOKEN_FILE not set"),
         ({"RUCIO_RSE_MOUNT_PATH": "/eos"}, "RUCIO_MOUNTED_RSE is not"),
-        ({"RUCIO_RSE_MOUNT_PATH": "/eos", "RUCIO_MOUNTED_RSE": "X", "RUCIO_PATH_BEGINS_AT": "two"},
-         "RUCIO_PATH_BEGINS_AT must be an integer"),
+        (
+            {"RUCIO_RSE_MOUNT_PATH": "/eos", "RUCIO_MOUNTED_RSE": "X", "RUCIO_PATH_BEGINS_AT": "two"},
+            "RUCIO_PATH_BEGINS_AT must be an integer",
+        ),
     ],
 )
 def test_missing_or_bad_settings_are_named(env, message):

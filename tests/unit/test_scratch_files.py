@@ -37,18 +37,21 @@ def test_files_and_folders_are_found_with_their_checksums(area):
     assert files[0].md5 == hashlib.md5(data).hexdigest()
 
 
-@pytest.mark.parametrize("path, message", [
-    ("../bob/secret.root", "not a plain path"),
-    ("plots/../../bob/secret.root", "not a plain path"),
-    ("/etc/passwd", "is absolute"),
-    ("plots//a.png", "not a plain path"),
-    ("./hist.root", "not a plain path"),
-    ("", "empty path"),
-    ("bad name.root", "cannot be uploaded"),
-    (".hidden", "cannot be uploaded"),
-    ("plots\\..\\x", "cannot be uploaded"),
-    ("h%2e%2e", "cannot be uploaded"),
-])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("../bob/secret.root", "not a plain path"),
+        ("plots/../../bob/secret.root", "not a plain path"),
+        ("/etc/passwd", "is absolute"),
+        ("plots//a.png", "not a plain path"),
+        ("./hist.root", "not a plain path"),
+        ("", "empty path"),
+        ("bad name.root", "cannot be uploaded"),
+        (".hidden", "cannot be uploaded"),
+        ("plots\\..\\x", "cannot be uploaded"),
+        ("h%2e%2e", "cannot be uploaded"),
+    ],
+)
 def test_paths_that_could_leave_the_directory_are_refused_before_any_lookup(area, path, message):
     with pytest.raises(ScratchPathError, match=message):
         split_path(path)

@@ -51,8 +51,10 @@ def test_secret_file_write_failure_leaves_the_old_token_and_no_temp_file(tmp_pat
     [
         ("https://iam.example.org/userinfo", "iam.example.org/userinfo"),
         ("https://IAM.example.org:443/userinfo/", "iam.example.org/userinfo"),  # 443 is what EOS calls anyway
-        ("https://iam.example.org/auth/realms/escape/protocol/openid-connect/userinfo",
-         "iam.example.org/auth/realms/escape/protocol/openid-connect/userinfo"),
+        (
+            "https://iam.example.org/auth/realms/escape/protocol/openid-connect/userinfo",
+            "iam.example.org/auth/realms/escape/protocol/openid-connect/userinfo",
+        ),
         ("http://iam.example.org/userinfo", "iam.example.org/userinfo"),
     ],
 )
@@ -87,8 +89,13 @@ def test_eos_line_refuses_a_token_that_would_break_the_line(token):
 
 
 def _agent(tmp_path, url="http://127.0.0.1:9/api", **kw):
-    return TokenAgent(api_url=url, api_token="server-token", token_dir=str(tmp_path), files={"rucio": "rucio_token",
-                      "eos": "eos_token"}, **kw)
+    return TokenAgent(
+        api_url=url,
+        api_token="server-token",
+        token_dir=str(tmp_path),
+        files={"rucio": "rucio_token", "eos": "eos_token"},
+        **kw,
+    )
 
 
 def test_next_delay_is_half_the_shortest_remaining_lifetime_within_bounds(tmp_path):
@@ -152,8 +159,10 @@ def test_refresh_writes_both_files_and_authenticates_with_the_server_token(tmp_p
     hub_api.body = {
         "issuer": "https://iam.example/",
         "userinfo_endpoint": "https://iam.example/oidc/userinfo",
-        "tokens": {"rucio": {"access_token": "r.t.x", "expires_at": exp}, "eos": {"access_token": "e.t.x",
-                                                                               "expires_at": exp}},
+        "tokens": {
+            "rucio": {"access_token": "r.t.x", "expires_at": exp},
+            "eos": {"access_token": "e.t.x", "expires_at": exp},
+        },
     }
     agent = _agent(tmp_path, hub_api.url)
     delay = hub_api.run(agent.refresh_once())

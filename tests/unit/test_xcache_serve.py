@@ -6,6 +6,7 @@ forwards SIGTERM/SIGINT. The same CacheRunner runs the local data lake's real XC
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,18 +85,45 @@ class Serve:
         stand_in.write_text(f"#!{sys.executable}\n{STAND_IN}")
         stand_in.chmod(0o755)
         self.config = tmp / "xcache.cfg"
-        lines = config_lines if config_lines is not None else [
-            "all.role server", "ofs.authorize 1", f"acc.authdb {self.authdb}", f"continue {self.permits}"]
+        lines = (
+            config_lines
+            if config_lines is not None
+            else ["all.role server", "ofs.authorize 1", f"acc.authdb {self.authdb}", f"continue {self.permits}"]
+        )
         self.config.write_text("\n".join(lines) + "\n")
-        self.argv = [sys.executable, "-m", "dlaas_xcache.serve", "--config", str(self.config), "--origins",
-                     str(origins), "--authdb", str(self.authdb), "--permit-file", str(self.permits),
-                     "--xrootd", str(stand_in), "--interval", "0.1", "--stop-timeout", "2", "--", "-n", "xcache"]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "dlaas_xcache.serve",
+            "--config",
+            str(self.config),
+            "--origins",
+            str(origins),
+            "--authdb",
+            str(self.authdb),
+            "--permit-file",
+            str(self.permits),
+            "--xrootd",
+            str(stand_in),
+            "--interval",
+            "0.1",
+            "--stop-timeout",
+            "2",
+            "--",
+            "-n",
+            "xcache",
+        ]
         self.env = {**os.environ, "STAND_IN_JOURNAL": str(self.journal), **(env or {})}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Serve:
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.stderr_path, "wb"))
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.stderr_path, "wb"),  # noqa: SIM115 - the child's stderr, for as long as it runs
+        )
         return self
 
     def run(self) -> int:
@@ -106,10 +134,8 @@ class Serve:
             self.proc.kill()
             self.proc.wait(10)
         for entry in self.entries():  # never leave a stand-in behind
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(entry["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def entries(self, event: str | None = None) -> list[dict]:
         lines = self.journal.read_text().splitlines() if self.journal.exists() else []
@@ -165,11 +191,14 @@ def test_the_cache_starts_with_rules_and_permits_from_the_list_and_its_own_argum
     assert start["args"] == ["-n", "xcache"]
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("# the sync never ran\n", "lists no `pss.permit` origin"),
-    ("pss.permit 127.0.0.1:40000\nofs.authorize 0\n", "line 2 is not `pss.permit"),
-    ("pss.permit *\n", "not a host name"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("# the sync never ran\n", "lists no `pss.permit` origin"),
+        ("pss.permit 127.0.0.1:40000\nofs.authorize 0\n", "line 2 is not `pss.permit"),
+        ("pss.permit *\n", "not a host name"),
+    ],
+)
 def test_the_cache_does_not_start_on_a_list_that_is_not_only_origins(serve, configmap, text, reason):
     configmap.publish(text)
     s = serve()
@@ -180,8 +209,7 @@ def test_the_cache_does_not_start_on_a_list_that_is_not_only_origins(serve, conf
 
 
 @pytest.mark.parametrize("drop", ["ofs.authorize 1", "acc.authdb", "continue"])
-def test_the_cache_does_not_start_when_its_config_would_not_load_the_rules_or_the_checked_list(
-        serve, tmp_path, drop):
+def test_the_cache_does_not_start_when_its_config_would_not_load_the_rules_or_the_checked_list(serve, tmp_path, drop):
     s = serve()
     lines = s.config.read_text().splitlines()
     s = serve(config_lines=[ln for ln in lines if not ln.startswith(drop)])
