@@ -7,6 +7,10 @@ The dev IAM applies INDIGO IAM's rules by default (scope required on token excha
 introspection enabled per client, scopes checked against the client's registration). Options mirror what an IAM
 instance or client may be set up with: the `iam` or `wlcg` token profile, refresh-token rotation, and access
 tokens without a `scope` claim (IAM's default; resource servers such as Rucio then introspect).
+
+IAM's SCIM API (/scim/Users, /scim/Groups; devstack/iam/scim.js) answers access tokens with `scim:read` (reads) or
+`scim:write` (creating users, changing group members). A client gets such a token with the client_credentials grant
+when it is registered for the grant and the scope: `add_client(..., client_credentials=True, scopes=[SCIM_READ])`.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from singleuser.token_files import write_secret_file
 SERVER_JS = REPO / "devstack" / "iam" / "server.js"
 USERS_FILE = REPO / "devstack" / "iam" / "users.json"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+CLIENT_CREDENTIALS = "client_credentials"
 PROFILES = ("iam", "wlcg")
 BASE_SCOPES = ("openid", "profile", "email", "offline_access")
+SCIM_READ, SCIM_WRITE = "scim:read", "scim:write"
 
 
 class DevIAM(Service):
@@ -47,13 +53,16 @@ class DevIAM(Service):
     ):
         # Unless given here, as the settings say (DLAAS_IAM_PROFILE, DLAAS_IAM_ROTATE_REFRESH, DLAAS_IAM_SCOPE_CLAIM).
         profile = settings.iam_profile if profile is None else profile
-        rotate_refresh_tokens = settings.iam_rotate_refresh_tokens if rotate_refresh_tokens is None else rotate_refresh_tokens
+        rotate_refresh_tokens = (
+            settings.iam_rotate_refresh_tokens if rotate_refresh_tokens is None else rotate_refresh_tokens
+        )
         scope_claim = settings.iam_scope_claim if scope_claim is None else scope_claim
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
         if not scope_claim and profile != "iam":
-            raise ValueError("scope_claim=False applies to the iam profile only: "
-                             "WLCG profile tokens always carry scope")
+            raise ValueError(
+                "scope_claim=False applies to the iam profile only: WLCG profile tokens always carry scope"
+            )
         self.profile = profile
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.scope_claim = scope_claim
@@ -84,22 +93,43 @@ class DevIAM(Service):
         """What a client is registered for unless told otherwise: what DLaaS clients ask for under this profile."""
         return [*BASE_SCOPES, *(["wlcg.groups"] if self.profile == "wlcg" else [])]
 
-    def add_client(self, client_id: str, redirect_uris: list[str] = (), *, public: bool = False,
-                   grant_types: list[str] | None = None, client_secret: str | None = None,
-                   scopes: list[str] | None = None, token_exchange: bool = False,
-                   introspection: bool = False) -> dict:
+    def add_client(
+        self,
+        client_id: str,
+        redirect_uris: list[str] = (),
+        *,
+        public: bool = False,
+        grant_types: list[str] | None = None,
+        client_secret: str | None = None,
+        scopes: list[str] | None = None,
+        token_exchange: bool = False,
+        introspection: bool = False,
+        client_credentials: bool = False,
+    ) -> dict:
         """Register a client (before start), as an IAM administrator would.
 
         Confidential clients get a generated secret, kept in the state dir. `grant_types` defaults to
         authorization_code and refresh_token; the token-exchange grant is added only with `token_exchange=True`
         (IAM: only an administrator enables it). `scopes` are those the client may ask for (default:
         `default_scopes`). `introspection=True` lets the client call /introspect (e.g. a resource server).
+        `client_credentials=True` adds that grant (tokens of the client itself, e.g. for the SCIM API with
+        `scopes=[SCIM_READ]`); a client registered for nothing else needs no redirect URI.
         """
-        grants = ["authorization_code", "refresh_token"] if grant_types is None else list(grant_types)
+        if grant_types is not None:
+            grants = list(grant_types)
+        elif client_credentials and not redirect_uris:
+            grants = []  # a service client: no user logs in through it
+        else:
+            grants = ["authorization_code", "refresh_token"]
         if TOKEN_EXCHANGE in grants:
             raise ValueError("enable the token-exchange grant with token_exchange=True, not in grant_types")
         if token_exchange:
             grants.append(TOKEN_EXCHANGE)
+        if client_credentials:
+            if public:
+                raise ValueError("the client_credentials grant needs a confidential client (public=False)")
+            if CLIENT_CREDENTIALS not in grants:
+                grants.append(CLIENT_CREDENTIALS)
         client = {
             "client_id": client_id,
             "redirect_uris": list(redirect_uris),
@@ -140,12 +170,30 @@ class DevIAM(Service):
         access, refresh, id_ttl = self.ttls
         self.process = Process(
             "dev-iam",
-            [node, str(SERVER_JS), "--host", self.settings.host, "--port", str(self.port),
-             "--state-dir", str(self.dir), "--users", str(self.users_file), "--clients", str(clients_file),
-             "--access-ttl", str(access), "--refresh-ttl", str(refresh), "--id-ttl", str(id_ttl),
-             "--profile", self.profile,
-             *(["--rotate-refresh-tokens"] if self.rotate_refresh_tokens else []),
-             *([] if self.scope_claim else ["--no-scope-claim"])],
+            [
+                node,
+                str(SERVER_JS),
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.port),
+                "--state-dir",
+                str(self.dir),
+                "--users",
+                str(self.users_file),
+                "--clients",
+                str(clients_file),
+                "--access-ttl",
+                str(access),
+                "--refresh-ttl",
+                str(refresh),
+                "--id-ttl",
+                str(id_ttl),
+                "--profile",
+                self.profile,
+                *(["--rotate-refresh-tokens"] if self.rotate_refresh_tokens else []),
+                *([] if self.scope_claim else ["--no-scope-claim"]),
+            ],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,
             ready=self._ready,

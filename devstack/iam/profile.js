@@ -12,7 +12,10 @@ export const WLCG_VER = '1.0';
 export const WLCG_ANY_AUDIENCE = 'https://wlcg.cern.ch/jwt/v1/any';
 export const WLCG_GROUPS = 'wlcg.groups';
 export const BASE_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
-export const SCOPES = [...BASE_SCOPES, WLCG_GROUPS];
+// IAM's SCIM API scopes (scim.js): only for clients an administrator registered for them, as in IAM.
+export const SCIM_READ = 'scim:read';
+export const SCIM_WRITE = 'scim:write';
+export const SCOPES = [...BASE_SCOPES, WLCG_GROUPS, SCIM_READ, SCIM_WRITE];
 
 function wlcgGroupNames(user) {
   return [...user.groups].sort().map((g) => `/${g}`);
@@ -62,6 +65,14 @@ export function makeProfile(name, { scopeClaim }) {
     };
   }
 
+  // Claims of an access token issued to a client for itself (client_credentials: no user), beyond
+  // iss/sub/aud/iat/exp/jti/client_id: `scope` as the profile puts it into user tokens.
+  function clientTokenClaims(scopes, issuedAt) {
+    const scope = scopes.join(' ');
+    if (!wlcg) return scopeClaim && scope ? { scope } : {};
+    return { ...(scope ? { scope } : {}), 'wlcg.ver': WLCG_VER, nbf: issuedAt };
+  }
+
   // ID token claims for the granted scopes (used where the dev IAM signs ID tokens itself: token exchange).
   function idTokenClaims(user, scopes) {
     const all = userClaims(user);
@@ -89,6 +100,7 @@ export function makeProfile(name, { scopeClaim }) {
     defaultAudience: wlcg ? WLCG_ANY_AUDIENCE : undefined,
     userClaims,
     accessTokenClaims,
+    clientTokenClaims,
     idTokenClaims,
     userinfoClaims,
   };

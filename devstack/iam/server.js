@@ -2,8 +2,9 @@
 //
 // IAM's endpoint paths (/authorize /token /userinfo /jwk /introspect /revoke), a real login form checked against
 // users.json, authorization code + PKCE, refresh tokens (offline_access), JWT access tokens (RS256), RFC 8693
-// token exchange and RFC 7009 revocation with IAM's rules (see token_exchange.js, jwt_endpoints.js), and IAM's
-// `iam` or `wlcg` token profile (profile.js). The signing key and cookie keys persist in the state directory, so
+// token exchange and RFC 7009 revocation with IAM's rules (see token_exchange.js, jwt_endpoints.js), IAM's
+// `iam` or `wlcg` token profile (profile.js), the client_credentials grant for clients registered for it, and IAM's
+// SCIM API for clients with scim:read / scim:write (scim.js). The signing key and cookie keys persist in the state directory, so
 // tokens stay valid across restarts. Tokens and passwords are never logged.
 //
 //   node server.js --host 127.0.0.1 --port 0 --state-dir DIR --users users.json --clients clients.json
@@ -21,6 +22,7 @@ import { mountInteractions } from './interactions.js';
 import { introspect, revoke, userinfo } from './jwt_endpoints.js';
 import { loadOrCreateKeys } from './keys.js';
 import { makeProfile, PROFILES, SCOPES } from './profile.js';
+import { Directory, isScimPath, scim } from './scim.js';
 import { registerTokenExchange } from './token_exchange.js';
 import { TokenStore } from './token_store.js';
 
@@ -80,7 +82,7 @@ let provider;
 let context;
 const server = http.createServer((req, res) => {
   const path = req.url.split('?')[0];
-  const handler = ROUTES[`${req.method} ${path}`];
+  const handler = ROUTES[`${req.method} ${path}`] || (isScimPath(path) ? scim : undefined);
   if (!handler) {
     provider.callback()(req, res);
     return;
@@ -125,6 +127,8 @@ server.listen(Number(args.port), args.host, () => {
     },
     features: {
       devInteractions: { enabled: false },
+      // Only for clients registered with the grant (IAM: an administrator enables it), e.g. for the SCIM API.
+      clientCredentials: { enabled: true },
       // Both advertised in discovery; served by jwt_endpoints.js, which also knows JWT access tokens.
       revocation: { enabled: true },
       introspection: { enabled: true },
@@ -146,10 +150,12 @@ server.listen(Number(args.port), args.host, () => {
         // The profile's access token claims; the record of the token's scope (it may carry none) and client.
         jwt: async (ctx, token, jwt) => {
           const { scope, ...payload } = jwt.payload;
-          const user = users.bySub.get(token.accountId);
+          const user = token.accountId ? users.bySub.get(token.accountId) : undefined;
           store.remember(payload.jti, { clientId: token.clientId, scope: scope || '', exp: payload.exp });
           const scopes = String(scope || '').split(' ').filter(Boolean);
-          jwt.payload = { ...payload, ...(user ? profile.accessTokenClaims(user, scopes, payload.iat) : {}) };
+          const claims = user ? profile.accessTokenClaims(user, scopes, payload.iat)
+            : token.kind === 'ClientCredentials' ? profile.clientTokenClaims(scopes, payload.iat) : {};
+          jwt.payload = { ...payload, ...claims };
         },
       },
     },
@@ -172,7 +178,7 @@ server.listen(Number(args.port), args.host, () => {
     },
   });
   provider.proxy = false;
-  context = { provider, registry, store, users, profile };
+  context = { provider, registry, store, users, profile, directory: new Directory(users, issuer) };
   // IAM grants offline_access without prompt=consent; oidc-provider drops it unless consent is prompted. Consent
   // is automatic here, so asking for it changes nothing for the user and keeps the refresh token coming.
   provider.use(async (ctx, next) => {
