@@ -2,9 +2,8 @@
 PYTHON ?= python3
 VENV_PY := .venvs/main/bin/python
 PYTEST_ARGS ?=
-# `make test` lints first when DLAAS_LINT=1. Off by default until the tree has had its one formatting pass
-# (`make format`); then the default becomes 1.
-DLAAS_LINT ?= 0
+# `make test` lints first (DLAAS_LINT=0 skips it while iterating; CI always lints).
+DLAAS_LINT ?= 1
 # What needs no service: pure-logic unit tests and the offline deployment checks (helm, kustomize, validators).
 FAST_TESTS := tests/unit tests/deploy
 
@@ -25,7 +24,7 @@ up:
 down:
 	@if [ -x $(VENV_PY) ]; then $(VENV_PY) -m devstack down; else $(PYTHON) -m devstack down; fi
 
-## Install what is needed, then run the whole test suite (after the lint, with DLAAS_LINT=1).
+## Install what is needed, lint, then run the whole test suite.
 test:
 	$(PYTHON) -m devstack.bootstrap --test
 ifeq ($(DLAAS_LINT),1)

@@ -125,9 +125,9 @@ def test_the_workflows_are_valid_for_github(tmp_path):
     assert r.returncode == 1 and "'runs-on' is a required property" in r.stdout
 
 
-def test_make_test_lints_first_only_when_asked():
-    assert not any("pre_commit" in c for c in make_dry_run("test"))
-    commands = make_dry_run("test", DLAAS_LINT="1")
+def test_make_test_lints_first_unless_told_not_to():
+    assert not any("pre_commit" in c for c in make_dry_run("test", DLAAS_LINT="0"))
+    commands = make_dry_run("test")
     lint = next(i for i, c in enumerate(commands) if "pre_commit run --all-files" in c)
     suite = next(i for i, c in enumerate(commands) if " -m pytest" in c)
     assert commands[0].endswith("-m devstack.bootstrap --test") and 0 < lint < suite
