@@ -39,6 +39,7 @@ from traitlets import Bool, Dict, Float, Integer, List, Set, TraitError, Unicode
 from hub_plugins import hub_roles, iam_groups, server_tokens
 from hub_plugins.discovery import ENDPOINTS, OPTIONAL_ENDPOINTS, DiscoveryError, discover
 from hub_plugins.logout import IAMLogoutHandler, revoke
+from hub_plugins.onboarding import onboard
 from hub_plugins.token_checks import JWKS, TokenCheckError, check
 from hub_plugins.token_exchange import ExchangeError, Target, earliest_expiry, exchange_all
 
@@ -54,6 +55,7 @@ OTHER_IDENTITY = (
 )
 #: auth_state keys that outlive a login: the pinned identity and the running servers' token ids
 PERSISTENT_KEYS = ("sub", server_tokens.KEY)
+FIRST_LOGIN = "dlaas_first_login"  # a mark on the login's model, never stored
 
 
 def _login_unavailable(log, error: DiscoveryError) -> web.HTTPError:
@@ -155,6 +157,18 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         if proposal["value"] < 0:
             raise TraitError("refresh_margin must be >= 0 seconds")
         return proposal["value"]
+
+    onboard_command = List(
+        Unicode(),
+        config=True,
+        help="""Command giving a new member her Rucio account at her first login, run with `--sub <her IAM sub>`
+        appended (hub_plugins.onboarding), e.g. ["dlaas-rucio-sync", "--iam-url", ..., "--client-id", ...,
+        "--client-secret-file", ...] with RUCIO_CONFIG for it in the hub's environment. Empty: the scheduled sync
+        alone creates accounts.""",
+    )
+    onboard_timeout = Float(
+        30.0, config=True, help="Seconds a first login waits for onboarding before going on without it."
+    )
 
     refresh_backoff = Float(
         30.0,
@@ -400,6 +414,15 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             raise web.HTTPError(403, OTHER_IDENTITY)
         model["auth_state"]["session"] = secrets.token_urlsafe(16)
         self._failures.pop(model["name"], None)  # a new login starts without the last session's back-off
+        if not pinned:
+            model[FIRST_LOGIN] = True  # read (and dropped) by get_authenticated_user, after JupyterHub's checks
+        return model
+
+    async def get_authenticated_user(self, handler, data):
+        """JupyterHub's login checks, then (first login of an allowed user) just-in-time onboarding."""
+        model = await super().get_authenticated_user(handler, data)
+        if model and model.pop(FIRST_LOGIN, False) and self.onboard_command:
+            await onboard(self.onboard_command, model["auth_state"]["sub"], timeout=self.onboard_timeout, log=self.log)
         return model
 
     def reconcile(self, auth_model: dict, existing: dict | None) -> dict:
