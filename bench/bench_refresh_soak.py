@@ -21,7 +21,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import append_results, hub_stack, server_environ  # noqa: E402
+from bench.hub_stack import append_results, hub_stack  # noqa: E402
+from devstack.hub_client import process_environ, request_server, wait_server  # noqa: E402
 
 
 def main() -> int:
@@ -43,20 +44,17 @@ def main() -> int:
         refresh_margin=args.margin,
         auth_refresh_age=5,
     ) as stack:
-        iam, admin, api = stack.iam, stack.admin, stack.api
-        files = {}
+        iam, admin = stack.iam, stack.admin
         for user in stack.users:
             with requests.Session() as browser:
                 stack.login(user, browser)
-            admin.post(f"{api}/users/{user['username']}/server", timeout=120)
-        deadline = time.monotonic() + 180
-        while len(files) < len(stack.users) and time.monotonic() < deadline:
-            for user in stack.users:
-                server = admin.get(f"{api}/users/{user['username']}", timeout=30).json()["servers"].get("")
-                if server and server["ready"] and user["username"] not in files:
-                    env = server_environ(server["state"]["pid"])
-                    files[user["username"]] = Path(env["BEARER_TOKEN_FILE"])
-            time.sleep(1)
+            request_server(admin, user["username"], timeout=120)
+        files = {
+            user["username"]: Path(
+                process_environ(wait_server(admin, user["username"], timeout=180))["BEARER_TOKEN_FILE"]
+            )
+            for user in stack.users
+        }
         token_requests_before = iam.process.log_path.read_text().count("POST /token 200")
         last = {}
         started = time.monotonic()

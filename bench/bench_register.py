@@ -1,7 +1,7 @@
 """Benchmark: registering N scratch files for upload, the registration service's way versus one call per file.
 
-Starts its own dev IAM, PostgreSQL and Rucio server (with the DLaaS policy package) on free loopback ports, and
-registers N files lying in alice's scratch directory:
+Starts its own dev IAM, PostgreSQL and Rucio server (devstack.stack's `core` profile, with the DLaaS policy package)
+on free loopback ports, and registers N files lying in alice's scratch directory:
 
 - the registration service's work (what `datalakectl upload` asks it to do): walk and checksum the files in alice's
   directory, plan (checks, one bulk metadata lookup per 500 files), then ONE add_dids call carrying the dataset,
@@ -19,20 +19,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.hub_stack import append_results  # noqa: E402
-from devstack.iam import DevIAM  # noqa: E402
-from devstack.postgres import Postgres  # noqa: E402
-from devstack.rucio_seed import DESTINATION_RSE, REGISTRAR_ACCOUNT, SCRATCH_RSE, registrar_password, rse_dir, seed  # noqa: E402,E501
-from devstack.rucio_server import RucioServer  # noqa: E402
+from devstack.rucio_seed import DESTINATION_RSE, REGISTRAR_ACCOUNT, SCRATCH_RSE, registrar_password, rse_dir  # noqa: E402
 from devstack.settings import Settings  # noqa: E402
+from devstack.stack import Stack, temporary_state  # noqa: E402
 from dlaas_registrar.registration import Registration  # noqa: E402
 from dlaas_registrar.scratch_files import checksum, collect, open_user_directory  # noqa: E402
 
@@ -82,17 +78,8 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch docs/benchmarks.md")
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="dlaas-bench-"))
-    state.chmod(0o755)
-    settings = Settings(state_dir=state, iam_port=0, rucio_port=0, postgres_port=0)
-    iam = DevIAM(settings)
-    started = []
-    try:
-        for service in (iam, Postgres(settings, port=0)):
-            started.append(service.start())
-        server = RucioServer(settings, started[1].url, iam_issuer=iam.issuer, port=0).start()
-        started.append(server)
-        seed(settings, server, full=False)
+    with temporary_state("bench") as state, Stack(Settings.free_ports(state), full_seed=False) as stack:
+        server, settings = stack.start("core").rucio, stack.settings
         client = registrar_client(server, state)
         client.whoami()
         scratch = rse_dir(settings, SCRATCH_RSE)
@@ -144,11 +131,6 @@ def main() -> int:
             root.add_replication_rule([did], 1, DESTINATION_RSE, account="alice")
         t_single = time.perf_counter() - t0
         single_calls = counter.calls
-    finally:
-        for service in reversed(started):
-            service.stop()
-        if not os.environ.get("DLAAS_BENCH_KEEP"):
-            shutil.rmtree(state, ignore_errors=True)
 
     n = args.files
     rows = [

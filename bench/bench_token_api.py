@@ -24,7 +24,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import append_results, hub_stack, process_tree_usage, server_environ  # noqa: E402
+from bench.hub_stack import append_results, hub_stack, process_tree_usage  # noqa: E402
+from devstack.hub_client import process_environ, request_server, service_session, wait_server  # noqa: E402
 
 
 def main() -> int:
@@ -38,29 +39,21 @@ def main() -> int:
     latencies, errors = [], []
     running = max(1, min(args.running, args.servers))
     with hub_stack(running, "tokapi", admin_scopes=["admin:servers", "admin:server_state", "read:users"]) as stack:
-        server_tokens = []
         for user in stack.users:
             with requests.Session() as browser:
                 stack.login(user, browser)
-            stack.admin.post(f"{stack.api}/users/{user['username']}/server", timeout=120)
-        for user in stack.users:
-            deadline = time.monotonic() + 120
-            while True:
-                server = stack.admin.get(f"{stack.api}/users/{user['username']}", timeout=30).json()["servers"].get("")
-                if server and server["ready"]:
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{user['username']}'s server did not start in 120 s")
-                time.sleep(0.5)
-            server_tokens.append(server_environ(server["state"]["pid"])["JUPYTERHUB_API_TOKEN"])
+            request_server(stack.admin, user["username"], timeout=120)
+        server_tokens = [
+            process_environ(wait_server(stack.admin, user["username"], timeout=120))["JUPYTERHUB_API_TOKEN"]
+            for user in stack.users
+        ]
         tokens = [server_tokens[i % running] for i in range(args.servers)]
         lock = threading.Lock()
         deadline = time.monotonic() + args.seconds
         cpu_before, _ = process_tree_usage(stack.hub.process.pid)
 
         def agent(token):
-            with requests.Session() as s:
-                s.headers["Authorization"] = f"token {token}"
+            with service_session(stack.hub, token) as s:
                 while time.monotonic() < deadline:
                     t0 = time.perf_counter()
                     try:

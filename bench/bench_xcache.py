@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.hub_stack import append_results  # noqa: E402
-from devstack.procs import free_port  # noqa: E402
+from devstack.ports import free_port  # noqa: E402
 from devstack.settings import Settings  # noqa: E402
 from devstack.xrootd import XRootDService  # noqa: E402
 

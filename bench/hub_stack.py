@@ -1,5 +1,6 @@
 """What the hub benchmarks share: N generated IAM users, a dev IAM + hub on free loopback ports with an admin
-service, browser-style logins, the machine's description, and CPU/memory readings of the hub's process tree."""
+service (devstack.stack's `login` profile), browser-style logins, the machine's description, and CPU/memory readings
+of the hub's process tree. Driving the hub (logins, servers, their environment) is devstack.hub_client."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,11 +19,11 @@ from pathlib import Path
 
 import requests
 
-from devstack.hub import LocalHub, register_hub_client
+from devstack.hub import LocalHub
+from devstack.hub_client import admin_service, hub_login, service_session
 from devstack.iam import DevIAM
-from devstack.iam_login import login
-from devstack.procs import free_port
 from devstack.settings import REPO, Settings
+from devstack.stack import Stack, temporary_state
 
 
 def machine() -> str:
@@ -97,12 +96,6 @@ def process_tree_usage(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-def server_environ(pid: int) -> dict[str, str]:
-    """The environment a user's server process runs with, as the server itself sees it."""
-    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
-    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
-
-
 @dataclass
 class HubStack:
     settings: Settings
@@ -117,15 +110,7 @@ class HubStack:
 
     def login(self, user: dict, browser: requests.Session, timeout: float = 120) -> requests.Response:
         """The browser-style login of `user`; returns the hub's answer to the OAuth callback."""
-        callback = login(
-            browser,
-            f"{self.hub.url}/hub/oauth_login",
-            user["username"],
-            user["password"],
-            stop_at=f"{self.hub.url}/hub/oauth_callback",
-            timeout=timeout,
-        )
-        return browser.get(callback, allow_redirects=False, timeout=timeout)
+        return hub_login(self.hub, user["username"], user["password"], browser=browser, timeout=timeout)[1]
 
 
 @contextmanager
@@ -139,8 +124,6 @@ def hub_stack(
     **hub_kwargs,
 ) -> Iterator[HubStack]:
     """A dev IAM with `n_users` members of escape/users and a hub with an admin service; all stopped at exit."""
-    state = Path(tempfile.mkdtemp(prefix=f"dlaas-{prefix}-"))
-    state.chmod(0o755)
     users = [
         {
             "username": f"{prefix}{i:04d}",
@@ -152,29 +135,11 @@ def hub_stack(
         }
         for i in range(n_users)
     ]
-    (state / "users.json").write_text(json.dumps(users))
-    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port())
-    iam = DevIAM(settings, users_file=state / "users.json", access_token_ttl=access_token_ttl)
-    register_hub_client(iam, settings.hub_url)
-    admin_token = uuid.uuid4().hex
-    extra = {
-        "JupyterHub": {
-            "services": [{"name": "bench-admin", "api_token": admin_token}],
-            "load_roles": [{"name": "bench-admin", "services": ["bench-admin"], "scopes": admin_scopes}],
-        },
-        **(hub_settings or {}),
-    }
-    hub = None
-    try:
-        iam.start()
-        hub = LocalHub(settings, iam=iam, extra=extra, **hub_kwargs).start()
-        admin = requests.Session()
-        admin.headers["Authorization"] = f"token {admin_token}"
-        yield HubStack(settings, iam, hub, admin, users)
-    finally:
-        if hub:
-            hub.stop()
-        iam.stop()
-        for leftover in Path("/dev/shm").glob(f"dlaas-{state.name}-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)
+    extra, admin_token = admin_service("bench-admin", admin_scopes)
+    with temporary_state(prefix) as state:
+        (state / "users.json").write_text(json.dumps(users))
+        iam_options = {"users_file": state / "users.json", "access_token_ttl": access_token_ttl}
+        hub_options = {"extra": {**extra, **(hub_settings or {})}, **hub_kwargs}
+        with Stack(Settings.free_ports(state), iam_options=iam_options, hub_options=hub_options) as stack:
+            stack.start("login")
+            yield HubStack(stack.settings, stack.iam, stack.hub, service_session(stack.hub, admin_token), users)

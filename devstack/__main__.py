@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.procs import ServiceError, pidfile_running, stop_pidfile, write_pidfile
+from devstack.pidfiles import pidfile_running, write_pidfile
+from devstack.procs import stop_pidfile
+from devstack.service import ServiceError
 from devstack.settings import Settings
+from devstack.stack import PROFILES, Stack
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
-    from devstack.stack import Stack
-
     supervisor = settings.run_dir / "devstack.pid"
     if pidfile_running(supervisor):
         print(f"the local data lake is already running (pidfile {supervisor}); `make down` stops it", file=sys.stderr)
@@ -27,7 +28,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        stack.start(progress=lambda msg: print(f"[devstack] {msg}", flush=True))
+        stack.start(*args.profile, progress=lambda msg: print(f"[devstack] {msg}", flush=True))
         write_pidfile(supervisor, os.getpid(), _self_argv(), group=False)
         print(stack.summary(), flush=True)
         while True:
@@ -89,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start every service in the foreground; Ctrl-C stops them")
     up.add_argument("--small", action="store_true", help="seed only a few demo files (faster first start)")
+    up.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        choices=list(PROFILES),
+        help="start only this profile (repeatable; default: all): core = IAM, PostgreSQL, Rucio; daemons, cache, hub "
+        "add to core; login = IAM and hub only",
+    )
     sub.add_parser("down", help="stop what `up` started, by PID")
     sub.add_parser("status", help="list the running services")
     args = parser.parse_args(argv)

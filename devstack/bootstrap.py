@@ -153,47 +153,88 @@ def rucio_venv() -> None:
     stamp("rucio", key)
 
 
+def install_environment_files(prefix: Path) -> None:
+    """What a DLaaS user environment carries besides packages (the images COPY the same files): Python kernels load
+    the Rucio sidebar's "Add to Notebook", JupyterLab does not ask about news."""
+    copies = {
+        REPO / "singleuser" / "ipython_kernel_config.py": prefix / "etc" / "ipython" / "ipython_kernel_config.py",
+        REPO / "singleuser" / "lab_overrides.json": prefix / "share/jupyter/lab/settings/overrides.d/dlaas.json",
+    }
+    for source, target in copies.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_bytes() != source.read_bytes():
+            shutil.copyfile(source, target)
+
+
 def singleuser_venv() -> None:
     constraints = REPO / "devstack" / "singleuser-constraints.txt"
-    key = digest(constraints, REPO / "pyproject.toml", " ".join(SINGLEUSER_PACKAGES))
-    if stamped("singleuser", key) and (VENVS / "singleuser" / "bin" / "jupyterhub-singleuser").exists():
-        return
-    python = ensure_venv(VENVS / "singleuser")
-    log("installing JupyterLab + rucio-jupyterlab into .venvs/singleuser")
-    pip_install(python, ["-c", str(constraints), *SINGLEUSER_PACKAGES])
-    pip_install(python, ["--no-deps", "-e", str(REPO)])
-    stamp("singleuser", key)
+    fixes = REPO / "singleuser" / "rucio_jupyterlab_fixes.py"
+    key = digest(constraints, REPO / "pyproject.toml", fixes, " ".join(SINGLEUSER_PACKAGES))
+    python = VENVS / "singleuser" / "bin" / "python"
+    if not (stamped("singleuser", key) and (VENVS / "singleuser" / "bin" / "jupyterhub-singleuser").exists()):
+        python = ensure_venv(VENVS / "singleuser")
+        log("installing JupyterLab + rucio-jupyterlab into .venvs/singleuser")
+        pip_install(python, ["-c", str(constraints), *SINGLEUSER_PACKAGES])
+        pip_install(python, ["--no-deps", "-e", str(REPO)])
+        # The fixes (docs/rucio-jupyterlab.md) go onto pristine files: reinstall the extension, then apply them.
+        pip_install(python, ["--no-deps", "--force-reinstall", "-c", str(constraints), "rucio-jupyterlab"])
+        run([str(python), "-m", "singleuser.rucio_jupyterlab_fixes"], stdout=subprocess.DEVNULL)
+        stamp("singleuser", key)
+    install_environment_files(VENVS / "singleuser")
 
 
-KERNEL_ROOT_PACKAGES = ["ipykernel", "uproot", "awkward", "numpy"]
+# The "ROOT" profile's environment: the official ROOT build (PyROOT, the ROOT C++ kernel, XRootD client), uproot and
+# awkward, rucio-clients; metakernel for the C++ kernel. uproot reads root:// through fsspec-xrootd and the XRootD
+# Python bindings, which must be the XRootD release ROOT bundles (5.9.2 in root 0.1a12): with two XRootD clients in
+# one process (6.x bindings beside ROOT's 5.9), the first root:// read after the other's crashes the kernel.
+# fsspec-xrootd 0.5.1 is the last release that does not require the 6.x bindings.
+KERNEL_ROOT_PACKAGES = [
+    "root==0.1a12",
+    "metakernel",
+    "ipykernel",
+    "uproot",
+    "awkward",
+    "numpy",
+    "xrootd==5.9.2",
+    "fsspec-xrootd==0.5.1",
+    "rucio-clients==41.5.1",
+]
 
 
 def kernel_root_venv() -> None:
-    """The "ROOT files" environment's kernel (uproot + awkward), offered by the local spawner's profile."""
+    """The ROOT profile's kernels: "Python 3 (ROOT)" and "ROOT C++", with "Add to Notebook" and the demo notebooks."""
+    prefix = VENVS / "kernel-root"
     constraints = REPO / "devstack" / "kernel-root-constraints.txt"
-    key = digest(constraints, " ".join(KERNEL_ROOT_PACKAGES))
-    spec = VENVS / "kernel-root" / "share" / "jupyter" / "kernels" / "dlaas-root" / "kernel.json"
-    if stamped("kernel-root", key) and spec.exists():
-        return
-    python = ensure_venv(VENVS / "kernel-root")
-    log("installing the ROOT-files kernel (uproot, awkward) into .venvs/kernel-root")
-    pip_install(python, ["-c", str(constraints), *KERNEL_ROOT_PACKAGES])
-    run(
-        [
-            str(python),
-            "-m",
-            "ipykernel",
-            "install",
-            "--prefix",
-            str(VENVS / "kernel-root"),
-            "--name",
-            "dlaas-root",
-            "--display-name",
-            "Python 3 (ROOT files: uproot)",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    stamp("kernel-root", key)
+    key = digest(constraints, REPO / "pyproject.toml", " ".join(KERNEL_ROOT_PACKAGES))
+    kernels = prefix / "share" / "jupyter" / "kernels"
+    python = prefix / "bin" / "python"
+    if not (stamped("kernel-root", key) and (kernels / "dlaas-root").exists() and (kernels / "root").exists()):
+        python = ensure_venv(prefix)
+        log("installing ROOT, uproot and the ROOT kernels into .venvs/kernel-root (a 250 MB download the first time)")
+        pip_install(python, ["-c", str(constraints), *KERNEL_ROOT_PACKAGES])
+        # The kernel side of "Add to Notebook" (rucio_jupyterlab.kernels.ipython needs only ipykernel) and ours
+        # (singleuser.root_kernel); the server side runs in .venvs/singleuser.
+        pip_install(python, ["--no-deps", "-c", str(constraints), "rucio-jupyterlab"])
+        # Not its JupyterLab side: this environment's data directory is on the servers' JUPYTER_PATH, ahead of
+        # .venvs/singleuser, where the served (and fixed) copy of the extension lives.
+        shutil.rmtree(prefix / "share" / "jupyter" / "labextensions" / "rucio-jupyterlab", ignore_errors=True)
+        (prefix / "etc" / "jupyter" / "jupyter_server_config.d" / "rucio_jupyterlab.json").unlink(missing_ok=True)
+        pip_install(python, ["--no-deps", "-e", str(REPO)])
+        run(
+            [
+                *(str(python), "-m", "ipykernel", "install", "--prefix", str(prefix)),
+                *("--name", "dlaas-root", "--display-name", "Python 3 (ROOT)"),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        run([str(python), "-m", "singleuser.root_environment", "--prefix", str(prefix)], stdout=subprocess.DEVNULL)
+        stamp("kernel-root", key)
+    install_environment_files(prefix)
+    notebooks = prefix / "share" / "jupyter" / "dlaas" / "notebooks"
+    notebooks.mkdir(parents=True, exist_ok=True)
+    for source in sorted((REPO / "singleuser" / "notebooks").glob("*.ipynb")):
+        if not (notebooks / source.name).exists() or (notebooks / source.name).read_bytes() != source.read_bytes():
+            shutil.copyfile(source, notebooks / source.name)
 
 
 def node_modules() -> None:

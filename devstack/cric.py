@@ -14,9 +14,11 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from devstack.procs import Process, Service, ensure_port_free, free_port, http_ready
+from devstack.ports import ensure_port_free, free_port, http_ready
+from devstack.procs import Process
+from devstack.service import Service
 from devstack.settings import REPO, Settings
-from singleuser.token_files import write_atomically
+from dlaas_fs.atomic import write_atomically
 
 QUERY_PATH = "/api/doma/rse/query/"
 

@@ -16,11 +16,14 @@ import json
 import os
 from pathlib import Path
 
-from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port, http_ready, kept_secret
+from devstack.ports import ensure_port_free, free_port, http_ready
+from devstack.procs import Process
 from devstack.registrar import PREFIX as REGISTRAR_PREFIX
 from devstack.registrar import hub_service as registrar_service
+from devstack.service import Service, ServiceError
 from devstack.settings import MAIN_PYTHON, NODE_MODULES, REPO, VENVS, Settings
-from singleuser.token_files import write_secret_file
+from dlaas_fs.atomic import write_secret_file
+from dlaas_fs.secret_files import kept_secret
 
 CONFIG_FILE = REPO / "devstack" / "jupyterhub_config.py"
 SINGLEUSER = VENVS / "singleuser" / "bin" / "jupyterhub-singleuser"
@@ -35,13 +38,25 @@ PROFILES = [
     },
     {
         "slug": "root",
-        "display_name": "ROOT files (uproot, awkward)",
-        "description": "Everything in Data Lake (Python), plus a kernel that reads ROOT files with uproot and awkward.",
+        "display_name": "ROOT (PyROOT, C++, uproot)",
+        "description": "Everything in Data Lake (Python), plus ROOT 6.40: a Python kernel with PyROOT, uproot and "
+        "awkward, the ROOT C++ kernel, and demo notebooks in ~/examples.",
         "default_kernel": "dlaas-root",
         "jupyter_path": str(ROOT_KERNELS),
     },
 ]
 HUB_CLIENT_ID = "dlaas-hub"
+
+
+def token_dir_template(state_dir: Path) -> str:
+    """Where a local user's server keeps its token files: a private directory per user in /dev/shm (memory only),
+    named after the stack's state directory so that two stacks on one machine never share one."""
+    return f"/dev/shm/dlaas-{Path(state_dir).name}-{{username}}"
+
+
+def token_dirs(state_dir: Path) -> list[Path]:
+    """The token directories the user servers of the stack in `state_dir` made (to remove with the stack)."""
+    return sorted(Path("/dev/shm").glob(token_dir_template(state_dir).format(username="*").removeprefix("/dev/shm/")))
 
 
 def register_hub_client(iam, hub_url: str) -> dict:
@@ -115,7 +130,8 @@ class LocalHub(Service):
             },
             "Authenticator": {"auth_refresh_age": self.auth_refresh_age},
             "EscapeIAMAuthenticator": {
-                "issuer": self.iam.issuer,
+                # Known before the IAM first starts when its port is fixed: a hub may start while the IAM is down.
+                "issuer": self.iam.issuer or self.settings.iam_issuer,
                 "token_profile": self.iam.profile,  # the dev IAM's: groups or wlcg.groups
                 "client_id": client["client_id"],
                 "client_secret": client["client_secret"],
@@ -137,7 +153,7 @@ class LocalHub(Service):
             "SimpleLocalProcessSpawner": {"home_dir_template": str(homes / "{username}")},
             "ProfilesLocalProcessSpawner": {"profiles": PROFILES, "scratch_dir_template": scratch},
             "DataLakeEnvironment": {
-                "token_dir": "/dev/shm/dlaas-" + self.settings.state_dir.name + "-{username}",
+                "token_dir": token_dir_template(self.settings.state_dir),
                 "rucio_base_url": self.rucio_url,
                 "rucio_site_name": SITE,
                 "mounted_rse": REPLICA_RSE,

@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlparse
 
 import requests
 
+from hub_plugins.token_exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE
+
 
 class LoginError(Exception):
     """The login did not reach the client: wrong credentials, an error page, or a redirect loop."""
@@ -25,7 +27,9 @@ class _FormParser(HTMLParser):
         self.action = None
         self.fields: dict[str, str] = {}
         self.errors: list[str] = []
+        self.heading = ""  # an error page's <h1>, e.g. the OAuth error code
         self._in_error = False
+        self._in_heading = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -35,13 +39,17 @@ class _FormParser(HTMLParser):
             self.fields[attrs["name"]] = attrs.get("value") or ""
         elif attrs.get("role") == "alert":
             self._in_error = True
+        elif tag == "h1" and not self.heading:
+            self._in_heading = True
 
     def handle_endtag(self, tag):
-        self._in_error = False
+        self._in_error = self._in_heading = False
 
     def handle_data(self, data):
         if self._in_error and data.strip():
             self.errors.append(data.strip())
+        if self._in_heading:
+            self.heading += data.strip()
 
 
 def login(
@@ -62,7 +70,8 @@ def login(
         if form.errors:
             raise LoginError(form.errors[0])
         if r.status_code >= 400 or form.action is None or "password" not in form.fields:
-            raise LoginError(f"unexpected answer {r.status_code} at {urlparse(url).path}")
+            heading = f": {form.heading}" if form.heading else ""
+            raise LoginError(f"unexpected answer {r.status_code} at {urlparse(url).path}{heading}")
         form.fields.update(username=username, password=password)
         url, method, data = urljoin(url, form.action), "POST", form.fields
     raise LoginError("too many redirects during login")
@@ -124,11 +133,7 @@ def token_request(iam, client: dict, form: dict) -> dict:
 
 def exchange(iam, client: dict, subject_token: str, audience: str | None = None, scope: str | None = None) -> dict:
     """RFC 8693 token exchange as INDIGO IAM does it (IAM requires `scope`; left out here, the IAM refuses it)."""
-    form = {
-        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-        "subject_token": subject_token,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
-    }
+    form = {"grant_type": GRANT_TYPE, "subject_token": subject_token, "subject_token_type": ACCESS_TOKEN_TYPE}
     if audience:
         form["audience"] = audience
     if scope:

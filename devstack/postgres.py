@@ -17,9 +17,12 @@ import signal
 import subprocess
 from pathlib import Path
 
-from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port, kept_secret
+from devstack.ports import ensure_port_free, free_port
+from devstack.procs import Process
+from devstack.service import Service, ServiceError
 from devstack.settings import Settings
-from singleuser.token_files import write_secret_file
+from dlaas_fs.atomic import write_secret_file
+from dlaas_fs.secret_files import kept_secret
 
 PG_BIN = Path(os.environ.get("DLAAS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DATABASE = "rucio"

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 
-from devstack.procs import Process, Service, ensure_port_free, http_ready, kept_secret
+from devstack.ports import ensure_port_free, http_ready
+from devstack.procs import Process
+from devstack.service import Service
 from devstack.settings import MAIN_PYTHON, REPO, Settings
+from dlaas_fs.secret_files import kept_secret
 
 SERVICE_NAME = "dlaas-registrar"
 PREFIX = f"/services/{SERVICE_NAME}/"

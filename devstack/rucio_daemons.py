@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.procs import Process, Service
+from devstack.procs import Process
+from devstack.service import Service
 from devstack.settings import REPO, RUCIO_PYTHON, Settings
 
 

@@ -11,6 +11,11 @@ RSEs (directories under <state>/rses/<RSE>):
 - DLAAS-SCRATCH: the greedy, non-deterministic scratch area (`dlaas_scratch=True`); every user's files sit in
   <RSE dir>/<username>. Only the registration service (account dlaas-registrar, `dlaas_registrar=True`) registers
   replicas there: the server loads the DLaaS policy package (dlaas_rucio_policy), which refuses anyone else.
+
+Demo data, on EULAKE-1, pinned by a rule: escape_demo:higgs-candidates (3 ROOT files of about 3.2 MiB, a TTree
+`events` of 44,000 simulated H -> 4l candidates each, written reproducibly by devstack.higgs_sample with the ROOT
+environment's Python), escape_demo:cosmic-rays-small (2,000 tiny JSON files; 40 with full=False, as the tests seed),
+user.alice:alice-first-dataset.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import subprocess
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.settings import REPO, Settings
+from devstack.higgs_sample import file_name as higgs_file_name
+from devstack.settings import REPO, VENVS, Settings
 
 USERS_FILE = REPO / "devstack" / "iam" / "users.json"
 
@@ -36,6 +43,10 @@ SITE = "LOCAL"  # the site of the users' servers, of the XCache and of the RSEs 
 REMOTE_SITE = "EULAKE"  # the site of REPLICA_RSE: reads from LOCAL to it go through the cache
 DEMO_SCOPE = "escape_demo"
 ACCOUNT_LIMIT = 10 * 1024**4  # 10 TiB: demo accounts are never blocked by quota
+HIGGS_DATASET = "higgs-candidates"
+HIGGS_FILES = 3
+# The demo ROOT files are written with the official ROOT build, which lives in the ROOT profile's environment.
+ROOT_PYTHON = VENVS / "kernel-root" / "bin" / "python"
 
 
 @dataclass(frozen=True)
@@ -53,34 +64,50 @@ class DemoFile:
         return hashlib.md5(self.content).hexdigest()
 
 
-def demo_datasets(full: bool) -> dict[tuple[str, str], list[DemoFile]]:
-    """Deterministic demo content: a few MB-sized files and many small ones (fewer when `full` is False)."""
-
-    def blob(seed: str, size: int) -> bytes:
-        out, block = bytearray(), hashlib.sha256(seed.encode()).digest()
-        while len(out) < size:
-            block = hashlib.sha256(block).digest()
-            out += block * 64
-        return bytes(out[:size])
-
-    large = [
-        DemoFile(DEMO_SCOPE, f"higgs-candidates.{i:02d}.root", blob(f"higgs{i}", 3 * 1024**2 + i)) for i in range(3)
-    ]
-    count = 2000 if full else 40
-    small = [
-        DemoFile(
-            DEMO_SCOPE,
-            f"cosmic-ray-event.{i:05d}.json",
-            json.dumps({"event": i, "energy_gev": round(1 + (i * 7919 % 1000) / 10, 1)}).encode(),
-        )
-        for i in range(count)
-    ]
-    alice = [DemoFile("user.alice", "alice-notes.txt", b"Alice's first file in the Data Lake.\n")]
+def demo_datasets(full: bool) -> dict[tuple[str, str], list[str]]:
+    """The demo datasets and their files' names: the Higgs candidates (MB-sized ROOT files, devstack.higgs_sample)
+    and many small files (fewer when `full` is False)."""
     return {
-        (DEMO_SCOPE, "higgs-candidates"): large,
-        (DEMO_SCOPE, "cosmic-rays-small"): small,
-        ("user.alice", "alice-first-dataset"): alice,
+        (DEMO_SCOPE, HIGGS_DATASET): [higgs_file_name(i) for i in range(HIGGS_FILES)],
+        (DEMO_SCOPE, "cosmic-rays-small"): [f"cosmic-ray-event.{i:05d}.json" for i in range(2000 if full else 40)],
+        ("user.alice", "alice-first-dataset"): ["alice-notes.txt"],
     }
+
+
+def demo_content(settings: Settings, scope: str, dataset: str, names: list[str]) -> list[DemoFile]:
+    """The files `names` of a demo dataset, with their (deterministic) content."""
+    if dataset == HIGGS_DATASET:
+        directory = higgs_candidates(settings)
+        return [DemoFile(scope, name, (directory / name).read_bytes()) for name in names]
+    if dataset == "cosmic-rays-small":
+        events = [int(name.split(".")[1]) for name in names]
+        return [
+            DemoFile(scope, name, json.dumps({"event": i, "energy_gev": round(1 + (i * 7919 % 1000) / 10, 1)}).encode())
+            for name, i in zip(names, events, strict=True)
+        ]
+    return [DemoFile(scope, name, b"Alice's first file in the Data Lake.\n") for name in names]
+
+
+def higgs_candidates(settings: Settings) -> Path:
+    """The directory holding the Higgs candidates' ROOT files, written by the ROOT environment's Python on first use
+    (about 3 s; the files are reproducible, so a rerun writes the same bytes)."""
+    directory = settings.state_dir / "demo-data"
+    if all((directory / higgs_file_name(i)).is_file() for i in range(HIGGS_FILES)):
+        return directory
+    from devstack.service import ServiceError
+
+    if not ROOT_PYTHON.exists():
+        raise ServiceError(
+            f"the ROOT environment is missing ({ROOT_PYTHON.parent.parent}): run `make up` to install it"
+        )
+    command = [str(ROOT_PYTHON), "-W", "ignore", "-m", "devstack.higgs_sample", str(directory)]
+    result = subprocess.run(
+        [*command, "--files", str(HIGGS_FILES)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ServiceError(f"writing the demo ROOT files failed ({last}): run `{' '.join(command)}` to see why")
+    return directory
 
 
 def load_users() -> list[dict]:
@@ -247,16 +274,17 @@ def _seed_demo_data(settings: Settings, client, full: bool) -> int:
     from rucio.common.exception import DataIdentifierNotFound
 
     added = 0
-    for (scope, dataset), files in demo_datasets(full).items():
+    for (scope, dataset), names in demo_datasets(full).items():
         try:
             client.get_did(scope, dataset)
             present = {d["name"] for d in client.list_files(scope, dataset)}
         except DataIdentifierNotFound:
             client.add_dataset(scope, dataset)
             present = set()
-        missing = [f for f in files if f.name not in present]
-        if not missing:
+        missing_names = [name for name in names if name not in present]
+        if not missing_names:
             continue
+        missing = demo_content(settings, scope, dataset, missing_names)
         for chunk in _chunks(missing, 1000):
             pfns = {}
             for part in _chunks(chunk, 40):  # lfns2pfns is a GET: stay under gunicorn's 4 KiB request line

@@ -1,6 +1,7 @@
 """The local Rucio server (rucio 41.5.1 in its own venv) behind gunicorn, configured to accept dev-IAM tokens.
 
-Configuration lives in <state>/rucio: rucio.cfg, alembic.ini, idpsecrets.json and the root password (all 0600).
+Configuration lives in <state>/rucio: rucio.cfg and alembic.ini (filled in from devstack/templates on every start),
+idpsecrets.json and the root password (all 0600).
 The schema is built once; a second start reuses the database. Anything importing `rucio` runs in .venvs/rucio.
 """
 
@@ -10,10 +11,15 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from string import Template
 
-from devstack.procs import Process, Service, ServiceError, ensure_port_free, free_port, http_ready, kept_secret
-from devstack.settings import REPO, RUCIO_PYTHON, Settings
-from singleuser.token_files import write_secret_file
+from devstack.ports import ensure_port_free, free_port, http_ready
+from devstack.procs import Process
+from devstack.service import Service, ServiceError
+from devstack.settings import REPO, RUCIO_PYTHON, TEMPLATES, Settings
+from dlaas_fs.atomic import write_secret_file
+from dlaas_fs.secret_files import kept_secret
+from singleuser.rucio_cfg import client_section
 
 RUCIO_VENV = RUCIO_PYTHON.parent.parent
 
@@ -33,14 +39,12 @@ class RucioServer(Service):
         *,
         iam_issuer: str,
         port: int | None = None,
-        extra_config: dict[str, dict[str, str]] | None = None,
         workers: int = 2,
     ):
         self.settings = settings
         self.db_url = db_url
         self.iam_issuer = iam_issuer
         self.port = settings.rucio_port if port is None else port
-        self.extra_config = extra_config or {}
         self.workers = workers
         self.dir = settings.state_dir / "rucio"
         self.process: Process | None = None
@@ -64,52 +68,14 @@ class RucioServer(Service):
         return env
 
     def write_config(self) -> None:
+        """rucio.cfg and alembic.ini from their templates (devstack/templates), idpsecrets.json; all 0600."""
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "logs").mkdir(exist_ok=True)
         alembic_ini = self.dir / "alembic.ini"
         migrate_repo = next((RUCIO_VENV / "lib").glob("python3*/site-packages/rucio/db/sqla/migrate_repo"), None)
         if migrate_repo is None:
             raise ServiceError("the Rucio server is not installed in .venvs/rucio: run `make up`")
-        write_secret_file(
-            alembic_ini,
-            f"""[alembic]
-script_location = {migrate_repo}
-sqlalchemy.url = {self.db_url}
-
-[loggers]
-keys = root,sqlalchemy,alembic
-
-[handlers]
-keys = console
-
-[formatters]
-keys = generic
-
-[logger_root]
-level = WARN
-handlers = console
-qualname =
-
-[logger_sqlalchemy]
-level = WARN
-handlers =
-qualname = sqlalchemy.engine
-
-[logger_alembic]
-level = WARN
-handlers =
-qualname = alembic
-
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-level = NOTSET
-formatter = generic
-
-[formatter_generic]
-format = %(levelname)-5.5s [%(name)s] %(message)s
-""",
-        )
+        write_secret_file(alembic_ini, _template("alembic.ini.in", migrate_repo=migrate_repo, db_url=self.db_url))
         idp = self.dir / "idpsecrets.json"
         # Rucio needs a client entry (and a SCIM one) per accepted issuer even when it only validates tokens.
         client_id, client_secret = iam_client(self.settings)
@@ -120,50 +86,17 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
             "redirect_uris": [f"{self.url}/auth/oidc_token"],
         }
         write_secret_file(idp, json.dumps({self.iam_issuer: {**client, "SCIM": dict(client)}}, indent=2))
-        sections: dict[str, dict[str, str]] = {
-            "common": {"logdir": str(self.dir / "logs"), "loglevel": "INFO"},
-            "client": {"rucio_host": self.url, "auth_host": self.url},
-            "database": {
-                "default": self.db_url,
-                "pool_size": "10",
-                "max_overflow": "20",
-                "pool_recycle": "3600",
-                "echo": "0",
-                "pool_reset_on_return": "rollback",
-            },
-            "bootstrap": {
-                "userpass_identity": "root",
-                "userpass_pwd": self.root_password,
-                "userpass_email": "root@dlaas.invalid",
-            },
-            "alembic": {"cfg": str(alembic_ini)},
-            # The DLaaS policy package: only the registration service registers replicas on the scratch RSE.
-            "policy": {
-                "package": "dlaas_rucio_policy",
-                "permission": "generic",
-                "schema": "generic",
-                "lfn2pfn_algorithm_default": "hash",
-                "support": "https://github.com/escape-dlaas",
-                "support_rucio": "https://rucio.cern.ch",
-            },
-            "oidc": {
-                "idpsecrets": str(idp),
-                "admin_issuer": self.iam_issuer,
-                "expected_audience": "rucio",
-                "expected_scope": "openid profile",
-            },
-            "api": {"endpoints": ""},
-            "conveyor": {"scheme": "file,posix,root", "transfertool": "devcopy", "use_preparer": "False"},
-            "monitor": {"enable_metrics": "False"},
-            "messaging-hermes": {"email_from": "rucio@dlaas.invalid"},
-        }
-        for section, values in self.extra_config.items():
-            sections.setdefault(section, {}).update(values)
-        text = "".join(
-            f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items() if v != "") + "\n"
-            for name, values in sections.items()
+        config = _template(
+            "rucio.cfg.in",
+            logdir=self.dir / "logs",
+            rucio_url=self.url,
+            db_url=self.db_url,
+            root_password=self.root_password,
+            alembic_ini=alembic_ini,
+            idpsecrets=idp,
+            iam_issuer=self.iam_issuer,
         )
-        write_secret_file(self.config_path, text)
+        write_secret_file(self.config_path, config)
 
     def bootstrap_database(self) -> None:
         result = subprocess.run(
@@ -236,18 +169,22 @@ format = %(levelname)-5.5s [%(name)s] %(message)s
         username: str | None = None,
         password: str | None = None,
     ) -> Path:
-        """A rucio.cfg for rucio-clients (in .venvs/main) talking to this server."""
-        lines = [
-            "[client]",
-            f"rucio_host = {self.url}",
-            f"auth_host = {self.url}",
-            f"auth_type = {auth_type}",
-            f"account = {account}",
-            "request_retries = 2",
-        ]
+        """A rucio.cfg for rucio-clients (in .venvs/main) talking to this server, 0600 (it may hold a password)."""
         if auth_type == "userpass":
-            lines += [f"username = {username or 'root'}", f"password = {password or self.root_password}"]
-        if token_file is not None:
-            lines += [f"auth_token_file_path = {token_file}"]
-        write_secret_file(path, "\n".join(lines) + "\n")
+            username, password = username or "root", password or self.root_password
+        text = client_section(
+            rucio_host=self.url,
+            auth_type=auth_type,
+            account=account,
+            request_retries=2,
+            username=username,
+            password=password,
+            auth_token_file_path=token_file,
+        )
+        write_secret_file(path, text)
         return path
+
+
+def _template(name: str, **fields) -> str:
+    """A configuration file from devstack/templates with its $name fields filled (every field must be given)."""
+    return Template((TEMPLATES / name).read_text()).substitute({k: str(v) for k, v in fields.items()})

@@ -40,14 +40,6 @@ def local_path(pfn: str) -> Path:
     return Path(url.path)
 
 
-def adler32_of(path: Path) -> str:
-    value = 1
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1024 * 1024), b""):
-            value = zlib.adler32(block, value)
-    return f"{value & 0xFFFFFFFF:08x}"
-
-
 def copy_file(source_pfn: str, dest_pfn: str, *, size: int | None, adler32: str | None) -> None:
     """Copy one file; the destination appears complete and verified, or not at all."""
     src, dst = local_path(source_pfn), local_path(dest_pfn)

@@ -7,7 +7,7 @@ ports and a temporary state directory, so the same code serves `make up` and the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -15,6 +15,7 @@ VENVS = REPO / ".venvs"
 MAIN_PYTHON = VENVS / "main" / "bin" / "python"
 RUCIO_PYTHON = VENVS / "rucio" / "bin" / "python"
 NODE_MODULES = REPO / "devstack" / "node_modules"
+TEMPLATES = REPO / "devstack" / "templates"  # static configuration files, filled in at run time
 
 
 def _env_int(name: str, default: int) -> int:
@@ -80,8 +81,23 @@ class Settings:
     # One-way delay (ms) injected in front of the XRootD origin, as if the storage were far away.
     origin_delay_ms: float = field(default_factory=lambda: _env_delay("DLAAS_ORIGIN_DELAY_MS", 0.0))
 
-    def with_(self, **changes) -> Settings:
-        return replace(self, **changes)
+    @classmethod
+    def free_ports(cls, state_dir: Path, **changes) -> Settings:
+        """Settings for a private local data lake (tests, benchmarks) in `state_dir`, on free loopback ports.
+
+        Services that bind port 0 and report the port they got (IAM, PostgreSQL, Rucio, the sample CRIC) get 0. The
+        others get a free port now, because another service must know it before they start: the hub's is in its IAM
+        client's redirect URI, XRootD's two are registered by the Rucio seed, the registration service's is in the
+        hub's list of services. `changes` override any field (e.g. a fixed `iam_port` for a hub that starts while
+        the IAM is down, or the IAM's token profile).
+        """
+        from devstack.ports import free_port
+
+        ports = dict(iam_port=0, rucio_port=0, postgres_port=0, cric_port=0)
+        for name in ("hub_port", "xrootd_port", "xcache_port", "registrar_port"):
+            if name not in changes:
+                ports[name] = free_port()
+        return cls(state_dir=Path(state_dir), **{**ports, **changes})
 
     @property
     def run_dir(self) -> Path:

@@ -12,6 +12,9 @@ the owner's directory: this service is the courtesy that gives good messages, Ru
 
 Environment: JUPYTERHUB_API_TOKEN, JUPYTERHUB_API_URL, JUPYTERHUB_SERVICE_NAME / _PREFIX (set by the hub for managed
 services, by the deployment otherwise) and RUCIO_CONFIG (the service account's rucio.cfg).
+
+Metrics (dlaas_registrar.metrics) at <prefix>metrics for hub tokens with read:metrics: uploads by outcome, files and
+bytes registered, Rucio call latency, and the states of the upload rules it made (dlaas_registrar.rule_watch).
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Integer, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 from traitlets.config import Application
 
+from dlaas_registrar import metrics
 from dlaas_registrar.registration import Registration, RegistrationError
+from dlaas_registrar.rule_watch import RuleWatch
 from dlaas_registrar.scratch_files import ScratchPathError, collect, open_user_directory
 
 SERVICE_NAME = "dlaas-registrar"
@@ -112,6 +117,11 @@ class APIHandler(web.RequestHandler):
 
 
 class UploadsHandler(APIHandler):
+    outcome: str | None = None  # set when the request succeeds; errors are counted by their status
+
+    def on_finish(self):
+        metrics.UPLOADS.labels(self.outcome or metrics.outcome_of(self.get_status())).inc()
+
     async def post(self):
         if len(self.request.body) > MAX_BODY:
             raise web.HTTPError(413, "request too large: upload fewer paths at once, or name folders")
@@ -130,6 +140,7 @@ class UploadsHandler(APIHandler):
                 raise web.HTTPError(
                     502, "the Data Lake catalogue (Rucio) did not answer; nothing was registered: try again in a minute"
                 ) from None
+        self.outcome, result = result
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(result))
 
@@ -153,6 +164,13 @@ class Registrar(Application):
     scratch_rse = Unicode("DLAAS-SCRATCH", config=True, help="The greedy, non-deterministic RSE of the scratch area.")
     max_files = Integer(1000, config=True, help="Most files one upload may register (Rucio handles 1000 per call).")
     workers = Integer(4, config=True, help="Threads doing file checksums and Rucio calls.")
+    rule_check_interval = Float(
+        60.0,
+        config=True,
+        help="""Seconds between two looks at the states of the upload rules this service made and are not OK yet
+        (one Rucio request per such rule; dlaas_registrar.rule_watch). 0: no looks.""",
+    )
+    max_followed_rules = Integer(1000, config=True, help="Most upload rules followed for the metrics at once.")
     rucio_token_dir = Unicode(
         "",
         config=True,
@@ -193,6 +211,7 @@ class Registrar(Application):
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="registrar")
         self._local = threading.local()
         self._locks: dict[str, asyncio.Lock] = {}
+        self.rule_watch = RuleWatch(max_rules=self.max_followed_rules)
 
     # --- work ------------------------------------------------------------------------------------------------
 
@@ -211,10 +230,11 @@ class Registrar(Application):
                 client = PrivateClient()
             else:
                 client = Client()
-            self._local.client = client
+            client = self._local.client = metrics.TimedClient(client)
         return client
 
-    def register(self, username: str, request: dict) -> dict:
+    def register(self, username: str, request: dict) -> tuple[str, dict]:
+        """Register the request's files for `username`: (outcome for the metrics, the answer to the client)."""
         fd = open_user_directory(self.scratch_root, username)
         try:
             files = collect(fd, request["paths"], max_files=self.max_files)
@@ -232,8 +252,12 @@ class Registrar(Application):
             name_prefix=request.get("name_prefix") or "",
         )
         dry_run = request.get("dry_run", False)
-        if not dry_run and plan.new_files:
+        new = plan.new_files
+        if not dry_run and new:
             plan = registration.execute(plan)
+            metrics.FILES.inc(len(new))
+            metrics.BYTES.inc(sum(f.bytes for f in new))
+            self.rule_watch.follow(plan.upload_rules)
             self.log.info(
                 "registered %d files of %s in %s:%s -> %s",
                 len(plan.files),
@@ -244,13 +268,26 @@ class Registrar(Application):
             )
         elif not dry_run:
             plan.rules = [r["id"] for r in registration.client.list_did_rules(plan.scope, plan.dataset)]
-        return {"dry_run": dry_run, **plan.as_dict()}
+        outcome = "dry_run" if dry_run else "registered" if new else "unchanged"
+        return outcome, {"dry_run": dry_run, **plan.as_dict()}
 
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def user_lock(self, username: str) -> asyncio.Lock:
         return self._locks.setdefault(username, asyncio.Lock())
+
+    def check_rules(self) -> None:
+        """One look at the followed upload rules (in a worker thread: the Rucio client is per thread)."""
+        self.rule_watch.check(self.rucio_client())
+
+    async def follow_rules(self) -> None:
+        while True:
+            await asyncio.sleep(self.rule_check_interval)
+            try:
+                await self.run(self.check_rules)
+            except Exception as e:  # Rucio unreachable: counted, tried again at the next interval
+                self.log.warning("could not look at the upload rules: %s", type(e).__name__)
 
     # --- serving ---------------------------------------------------------------------------------------------
 
@@ -260,6 +297,7 @@ class Registrar(Application):
             [
                 (prefix + "api/uploads", UploadsHandler, {"app": self}),
                 (prefix + "api/health", HealthHandler),
+                (prefix + "metrics", metrics.MetricsHandler, {"hub_auth": self.hub_auth}),
             ]
         )
 
@@ -268,6 +306,8 @@ class Registrar(Application):
             server = HTTPServer(self.web_app(), max_body_size=MAX_BODY + 1024)
             server.listen(self.port, self.ip)
             self.log.info("%s listening on http://%s:%d%s", self.name, self.ip, self.port, self.service_prefix)
+            if self.rule_check_interval > 0:
+                self._watching = asyncio.create_task(self.follow_rules())  # held: an unreferenced task may vanish
             await asyncio.Event().wait()
 
         asyncio.run(serve())

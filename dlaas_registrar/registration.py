@@ -57,6 +57,7 @@ class Plan:
     files: list[PlannedFile] = field(default_factory=list)
     dataset_exists: bool = False
     rules: list[str] = field(default_factory=list)
+    upload_rules: list[str] = field(default_factory=list)  # the rules to the destination RSE (a subset of rules)
 
     @property
     def new_files(self) -> list[PlannedFile]:
@@ -200,7 +201,9 @@ class Registration:
                 self.client.attach_dids(plan.scope, plan.dataset, replicas, rse=plan.scratch_rse)
         except RucioException as e:
             raise RegistrationError(f"Rucio refused the upload, nothing was registered: {_last_line(e)}") from None
-        plan.rules = [r["id"] for r in self.client.list_did_rules(plan.scope, plan.dataset)]
+        rules = list(self.client.list_did_rules(plan.scope, plan.dataset))
+        plan.rules = [r["id"] for r in rules]
+        plan.upload_rules = [r["id"] for r in rules if r.get("rse_expression") == plan.destination_rse]
         for f in plan.new_files:
             f.state = "registered"
         return plan

@@ -9,6 +9,7 @@ credentials). The IAM client secret comes from a file (--client-secret-file, DLA
 from DLAAS_SYNC_CLIENT_SECRET; never from the command line, where every process could read it. Changes go to
 stdout, one per line (`+` added, `~` changed, `-` removed or suspended, `!` refused), then one summary line; errors
 are one line on stderr. Exit: 0 done, 1 refused or failed, 2 bad options, 3 done but some IAM users refused.
+A full run also writes its metrics to --metrics-file (DLAAS_SYNC_METRICS_FILE) when given (dlaas_sync.metrics_file).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from dlaas_sync.sync import DEFAULT_GROUPS, SyncConfig, sync_all, sync_user
@@ -105,6 +107,13 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--user", metavar="NAME", help="sync this IAM user only (userName, or the hub's username)")
     who.add_argument("--sub", metavar="ID", help="sync the IAM user with this id (her tokens' sub) only")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for IAM (default: %(default)s)")
+    p.add_argument(
+        "--metrics-file",
+        default=env("DLAAS_SYNC_METRICS_FILE"),
+        metavar="PATH",
+        help="after a full run (not --dry-run, --user, --sub), write its metrics there in Prometheus' text format, "
+        "e.g. into node-exporter's textfile directory (env DLAAS_SYNC_METRICS_FILE)",
+    )
     return p
 
 
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     config = config_from(args, p)
+    started = time.time()
     if args.user or args.sub:
         report = sync_user(config, username=args.user, sub=args.sub, dry_run=args.dry_run)
     else:
@@ -148,4 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
     if report.error:
         print(f"{PROG}: error: {report.error}", file=sys.stderr, flush=True)
+    if args.metrics_file and not (args.user or args.sub or args.dry_run):
+        from dlaas_sync import metrics_file
+
+        try:
+            metrics_file.write(args.metrics_file, report, started=started, finished=time.time())
+        except OSError as e:  # the sync itself is done: say so, keep its exit status
+            print(f"{PROG}: cannot write the metrics file {args.metrics_file}: {e.strerror}", file=sys.stderr)
     return report.exit_code

@@ -25,9 +25,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from dlaas_fs.atomic import write_atomically
 from dlaas_xcache import allow_list
 from dlaas_xcache.allow_list import DEFAULT_PORT, Origin
-from singleuser.token_files import write_atomically
 
 SCHEMES = ("root", "xroot")
 

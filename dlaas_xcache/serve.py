@@ -3,8 +3,8 @@
 xrootd reads its configuration once. The allow-list changes when CRIC does: dlaas-xcache-origin-sync rewrites a file
 (locally) or the cache's ConfigMap (Kubernetes, where the kubelet swaps the mounted file in place through a `..data`
 symlink). The cache notices the change itself, by the content's digest, so nothing else needs the right to restart
-it (in Kubernetes: to change its pod template). The local data lake's supervisor (devstack.xrootd) runs its cache
-through the same `CacheRunner`.
+it (in Kubernetes: to change its pod template). The local data lake's supervisor (devstack.xrootd_supervisor) runs
+its cache through the same `CacheRunner`.
 
 The list is data and is checked before every start (dlaas_xcache.allow_list: comments and `pss.permit
 <host>[:<port>]` lines only, at least one origin). xrootd never reads the list itself: from the checked list this
@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dlaas_fs.atomic import write_atomically
 from dlaas_xcache import allow_list, authdb
 from dlaas_xcache.allow_list import AllowListError
-from singleuser.token_files import write_atomically
 
 PROG = "dlaas-xcache-serve"
 

@@ -16,12 +16,15 @@ A thin subclass of oauthenticator's GenericOAuthenticator, registered as the `es
   refresh token IAM rotated is kept even when the exchange after it fails; a failed refresh is not retried for
   `refresh_backoff` seconds, and while the old exchanged tokens are valid the user stays logged in;
 - logout drops the IAM tokens and revokes the refresh token (logout.py); the token API (token_api.py) answers only
-  running servers' own tokens, whose ids are recorded at spawn (server_tokens.py).
+  running servers' own tokens, whose ids are recorded at spawn (server_tokens.py);
+- logins, exchanges and refreshes are counted on /hub/metrics (metrics.py); its handlers add the token agents'
+  reports (agent_reports.py) and the operators' status page (admin_page.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import secrets
 import time
 import weakref
@@ -36,7 +39,7 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 from traitlets import Bool, Dict, Float, Integer, List, Set, TraitError, Unicode, default, validate
 
-from hub_plugins import hub_roles, iam_groups, server_tokens
+from hub_plugins import hub_roles, iam_groups, metrics, server_tokens
 from hub_plugins.discovery import ENDPOINTS, OPTIONAL_ENDPOINTS, DiscoveryError, discover
 from hub_plugins.logout import IAMLogoutHandler, revoke
 from hub_plugins.onboarding import onboard
@@ -56,14 +59,27 @@ OTHER_IDENTITY = (
 #: auth_state keys that outlive a login: the pinned identity and the running servers' token ids
 PERSISTENT_KEYS = ("sub", server_tokens.KEY)
 FIRST_LOGIN = "dlaas_first_login"  # a mark on the login's model, never stored
+COUNTED = "dlaas_counted"  # a mark on a login's error page: its outcome is counted already
+#: Whether the exchanges running now belong to a login or to a refresh (for the failures the status page lists).
+_exchange_context = contextvars.ContextVar("dlaas_exchange_context", default="login")
+
+
+def _login_error(outcome: str, status: int, message: str) -> web.HTTPError:
+    """The error page of a failed login, counted under `outcome` (hub_plugins.metrics.LOGIN_OUTCOMES)."""
+    metrics.LOGINS.labels(outcome).inc()
+    error = web.HTTPError(status, message)
+    setattr(error, COUNTED, True)
+    return error
 
 
 def _login_unavailable(log, error: DiscoveryError) -> web.HTTPError:
     """The error page for a login that cannot start or finish because of the IAM's discovery document."""
     log.warning("login: %s", error)
     if error.unreachable:
-        return web.HTTPError(503, UNREACHABLE)
-    return web.HTTPError(503, "The hub's ESCAPE IAM settings are wrong; please tell the service operators")
+        return _login_error("iam_unreachable", 503, UNREACHABLE)
+    return _login_error(
+        "misconfigured", 503, "The hub's ESCAPE IAM settings are wrong; please tell the service operators"
+    )
 
 
 def _retryable(code: int) -> bool:
@@ -163,8 +179,8 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         config=True,
         help="""Command giving a new member her Rucio account at her first login, run with `--sub <her IAM sub>`
         appended (hub_plugins.onboarding), e.g. ["dlaas-rucio-sync", "--iam-url", ..., "--client-id", ...,
-        "--client-secret-file", ...] with RUCIO_CONFIG for it in the hub's environment. Empty: the scheduled sync
-        alone creates accounts.""",
+        "--client-secret-file", ...] with the sync's Rucio client configuration in the hub's environment.
+        Empty: the scheduled sync alone creates accounts.""",
     )
     onboard_timeout = Float(
         30.0, config=True, help="Seconds a first login waits for onboarding before going on without it."
@@ -287,6 +303,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
                 ", ".join(sensitive),
             )
         self._targets = [Target.parse(name, spec) for name, spec in self.exchange_targets.items()]
+        metrics.init_targets(t.name for t in self._targets)
         # Per-user state stays as small as the hub's current activity: a user's lock lives while someone holds or
         # waits for it, a failed refresh is remembered while its back-off lasts (oldest first).
         self._user_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -298,9 +315,17 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         self._background: set[asyncio.Task] = set()
 
     def get_handlers(self, app):
+        from hub_plugins.admin_page import StatusPage, StatusPageHandler
+        from hub_plugins.agent_reports import AgentReportHandler
         from hub_plugins.token_api import TokenAPIHandler
 
-        return [*super().get_handlers(app), (r"/api/dlaas/tokens", TokenAPIHandler)]
+        page = StatusPage(parent=self, services=list(getattr(app, "services", None) or []))
+        return [
+            *super().get_handlers(app),
+            (r"/api/dlaas/tokens", TokenAPIHandler),
+            (r"/api/dlaas/agent-report", AgentReportHandler),
+            (r"/dlaas/status", StatusPageHandler, {"page": page}),
+        ]
 
     def user_lock(self, name: str) -> asyncio.Lock:
         """Serialises this hub's changes to one user's auth_state (refresh, spawn, logout).
@@ -358,9 +383,13 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
                     leeway=self.clock_skew,
                 )
             except jwt.exceptions.PyJWTError:
-                raise TokenCheckError(f"the {target.name} token is not a JWT") from None
+                error = TokenCheckError(f"the {target.name} token is not a JWT")
+                error.target = target.name
+                raise error from None
             except TokenCheckError as e:
-                raise TokenCheckError(f"the {target.name} token: {e}") from None
+                error = TokenCheckError(f"the {target.name} token: {e}")
+                error.target = target.name
+                raise error from None
             token["expires_at"] = min(float(token["expires_at"]), float(claims["exp"]))
         return exchanged
 
@@ -373,7 +402,15 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         auth_state["sub"] = sub
         expires_in = auth_state.get("token_response", {}).get("expires_in")
         auth_state["iam_expires_at"] = time.time() + float(expires_in) if expires_in else None
-        auth_state["exchanged"] = await self.exchange(auth_state["access_token"], sub)
+        started = time.monotonic()
+        try:
+            auth_state["exchanged"] = await self.exchange(auth_state["access_token"], sub)
+        except (ExchangeError, TokenCheckError) as e:
+            metrics.EXCHANGE_SECONDS.labels("failed").observe(time.monotonic() - started)
+            error = e.kind if isinstance(e, ExchangeError) else "invalid_token"
+            metrics.exchange_failed(auth_model["name"], getattr(e, "target", "?"), error, _exchange_context.get())
+            raise
+        metrics.EXCHANGE_SECONDS.labels("ok").observe(time.monotonic() - started)
         if not self.allow_hub_admins:
             auth_model["admin"] = False
         return auth_model
@@ -384,34 +421,35 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             model = await super().authenticate(handler, data, **kwargs)
         except TokenCheckError as e:
             self.log.warning("login: refused a token from IAM: %s", e)
-            raise web.HTTPError(503, UNUSABLE) from None
+            raise _login_error("unusable_token", 503, UNUSABLE) from None
         except ExchangeError as e:
             self.log.warning("login: %s", e)
-            raise web.HTTPError(
-                503, "ESCAPE IAM did not issue the Data Lake tokens; please try again in a minute"
+            raise _login_error(
+                "exchange_failed", 503, "ESCAPE IAM did not issue the Data Lake tokens; please try again in a minute"
             ) from None
         except DiscoveryError as e:
             raise _login_unavailable(self.log, e) from None
         except HTTPClientError as e:
             if _retryable(e.code):
                 self.log.warning("login: IAM unavailable (%s)", e.code)
-                raise web.HTTPError(503, UNREACHABLE) from None
+                raise _login_error("iam_unreachable", 503, UNREACHABLE) from None
             # e.g. the callback page reloaded: its one-time code is spent
             self.log.warning("login: IAM refused the authorization code (%s)", e.code)
-            raise web.HTTPError(
+            raise _login_error(
+                "iam_refused_code",
                 400,
                 "ESCAPE IAM did not accept this login (it may have been used already or expired): please log in again",
             ) from None
         except OSError as e:
             self.log.warning("login: IAM unreachable (%s)", type(e).__name__)
-            raise web.HTTPError(503, UNREACHABLE) from None
+            raise _login_error("iam_unreachable", 503, UNREACHABLE) from None
         existing = handler.find_user(model["name"]) if handler is not None else None
         pinned = ((await existing.get_auth_state()) or {}).get("sub") if existing is not None else None
         if pinned and pinned != model["auth_state"]["sub"]:
             self.log.warning(
                 "login as %s refused: the hub account belongs to another IAM identity (sub)", model["name"]
             )
-            raise web.HTTPError(403, OTHER_IDENTITY)
+            raise _login_error("other_identity", 403, OTHER_IDENTITY)
         model["auth_state"]["session"] = secrets.token_urlsafe(16)
         self._failures.pop(model["name"], None)  # a new login starts without the last session's back-off
         if not pinned:
@@ -419,10 +457,21 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
         return model
 
     async def get_authenticated_user(self, handler, data):
-        """JupyterHub's login checks, then (first login of an allowed user) just-in-time onboarding."""
-        model = await super().get_authenticated_user(handler, data)
-        if model and model.pop(FIRST_LOGIN, False) and self.onboard_command:
+        """JupyterHub's login checks, then (first login of an allowed user) just-in-time onboarding; every login's
+        outcome is counted (hub_plugins.metrics)."""
+        try:
+            model = await super().get_authenticated_user(handler, data)
+        except Exception as e:
+            if not getattr(e, COUNTED, False):
+                forbidden = isinstance(e, web.HTTPError) and e.status_code == 403
+                metrics.LOGINS.labels("not_allowed" if forbidden else "error").inc()
+            raise
+        if not model:
+            metrics.LOGINS.labels("not_allowed").inc()
+            return model
+        if model.pop(FIRST_LOGIN, False) and self.onboard_command:
             await onboard(self.onboard_command, model["auth_state"]["sub"], timeout=self.onboard_timeout, log=self.log)
+        metrics.LOGINS.labels("success").inc()
         return model
 
     def reconcile(self, auth_model: dict, existing: dict | None) -> dict:
@@ -562,16 +611,25 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
                 return True
             failure = self.recent_failure(user.name)
             if failure is not None:
+                metrics.REFRESHES.labels("backoff").inc()
                 return self._answer_after_failure(failure, auth_state)
+            started = time.monotonic()
+            context = _exchange_context.set("refresh")
             try:
                 model = await self._refresh(user, auth_state)
             except RefreshFailed as e:
+                metrics.REFRESH_SECONDS.labels("failed").observe(time.monotonic() - started)
+                metrics.REFRESHES.labels("failed_final" if e.final else "failed_retryable").inc()
                 failure = self._record_failure(user.name, e.final)
                 if e.final:
                     self.log.warning("refresh for %s failed (%s); a new login is needed", user.name, e)
                 else:
                     self.log.warning("refresh for %s failed (%s); next try in %g s", user.name, e, self.refresh_backoff)
                 return self._answer_after_failure(failure, await user.get_auth_state() or {})
+            finally:
+                _exchange_context.reset(context)
+            metrics.REFRESH_SECONDS.labels("ok").observe(time.monotonic() - started)
+            metrics.REFRESHES.labels("ok").inc()
             self._failures.pop(user.name, None)
             return model
 

@@ -14,11 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
+
+from hub_plugins import metrics
 
 
 async def onboard(command: Sequence[str], sub: str, *, timeout: float, log) -> bool:
-    """Run `command --sub <sub>`; True when it finished with status 0 within `timeout` seconds."""
+    """Run `command --sub <sub>`; True when it finished with status 0 within `timeout` seconds. Counted in
+    hub_plugins.metrics (outcome and duration)."""
+    started = time.monotonic()
+    outcome = await _run(command, sub, timeout=timeout, log=log)
+    metrics.ONBOARDING.labels(outcome).inc()
+    metrics.ONBOARDING_SECONDS.observe(time.monotonic() - started)
+    return outcome == "ok"
+
+
+async def _run(command: Sequence[str], sub: str, *, timeout: float, log) -> str:
     try:
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -31,18 +43,18 @@ async def onboard(command: Sequence[str], sub: str, *, timeout: float, log) -> b
         )
     except OSError as e:
         log.warning("onboarding: cannot run %s (%s)", command[0], type(e).__name__)
-        return False
+        return "cannot_run"
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
         process.kill()
         await process.wait()
         log.warning("onboarding: %s did not finish in %.0f s; the scheduled sync will catch up", command[0], timeout)
-        return False
+        return "timeout"
     summary = (out.decode(errors="replace").strip().splitlines() or [""])[-1]
     if process.returncode != 0:
         reason = (err.decode(errors="replace").strip().splitlines() or [summary])[-1]
         log.warning("onboarding: %s exited %d: %s", command[0], process.returncode, reason)
-        return False
+        return "failed"
     log.info("onboarding: %s", summary)
-    return True
+    return "ok"

@@ -22,7 +22,7 @@ from jupyterhub.scopes import has_scope
 from jupyterhub.user import User
 from tornado import web
 
-from hub_plugins import server_tokens
+from hub_plugins import metrics, server_tokens
 from hub_plugins.hub_roles import SCOPE
 
 PUBLIC_FIELDS = ("access_token", "expires_at", "audience", "scope")
@@ -32,6 +32,16 @@ NOT_A_SERVER_TOKEN = (
 )
 LOGGED_OUT = "You logged out of the hub: log in again to give your servers Data Lake tokens"
 SESSION_ENDED = "Your ESCAPE IAM session has ended: log in to the hub again"
+
+
+OUTCOME = "dlaas_outcome"  # on a refusal: what the token API's request counter counts it as
+
+
+def refused(outcome: str, status: int, message: str) -> web.HTTPError:
+    """A refusal of the token API, to be counted under `outcome` (hub_plugins.metrics.TOKEN_API_OUTCOMES)."""
+    error = web.HTTPError(status, message)
+    setattr(error, OUTCOME, outcome)
+    return error
 
 
 def may_read(parsed_scopes, username: str, server_name: str, db=None) -> bool:
@@ -45,22 +55,37 @@ class TokenAPIHandler(APIHandler):
         return
 
     async def get(self):
+        """The tokens, or a refusal; either is counted (hub_plugins.metrics)."""
+        try:
+            await self.answer()
+        except web.HTTPError as e:
+            metrics.TOKEN_API.labels(getattr(e, OUTCOME, "error")).inc()
+            raise
+        metrics.TOKEN_API.labels("ok").inc()
+
+    async def answer(self):
         user = self.current_user
         if user is None:
-            raise web.HTTPError(403, "Unknown or expired hub token (a server's token ends when the server stops)")
+            raise refused(
+                "not_server_token", 403, "Unknown or expired hub token (a server's token ends when the server stops)"
+            )
         if not getattr(self, "_token_authenticated", False):
-            raise web.HTTPError(403, "The token API answers user servers only: use the server's API token")
+            raise refused(
+                "not_server_token", 403, "The token API answers user servers only: use the server's API token"
+            )
         if not isinstance(user, User):
-            raise web.HTTPError(403, "Only a user's own server can ask for that user's tokens")
+            raise refused("not_server_token", 403, "Only a user's own server can ask for that user's tokens")
 
         authenticator = self.authenticator
         # Decrypting auth_state is the expensive part of this request: do it once, and refresh only when needed.
         auth_state = await user.get_auth_state() or {}
         server_name = await self._server_of_token(user, auth_state)
         if not may_read(self.parsed_scopes, user.name, server_name, self.db):
-            raise web.HTTPError(403, f"This token lacks the {SCOPE} scope for {user.name}'s server {server_name!r}")
+            raise refused(
+                "missing_scope", 403, f"This token lacks the {SCOPE} scope for {user.name}'s server {server_name!r}"
+            )
         if not auth_state.get("refresh_token"):
-            raise web.HTTPError(401, LOGGED_OUT)
+            raise refused("logged_out", 401, LOGGED_OUT)
         if authenticator.needs_refresh(auth_state):
             refreshed = await authenticator.refresh_user(user, self)
             if not refreshed:
@@ -89,7 +114,7 @@ class TokenAPIHandler(APIHandler):
         """The name of the running server this request's token was issued to; 403 when there is none."""
         orm_token = self.get_token()
         if orm_token is None or orm_token.user is None or orm_token.user.id != user.id:
-            raise web.HTTPError(403, NOT_A_SERVER_TOKEN)
+            raise refused("not_server_token", 403, NOT_A_SERVER_TOKEN)
         name = server_tokens.recorded_server(auth_state, orm_token.id)
         if name is None:
             # Not recorded: maybe the record was lost to a concurrent save; JupyterHub's own hash decides.
@@ -101,20 +126,23 @@ class TokenAPIHandler(APIHandler):
                     await self.authenticator.record_server_token(user, name, orm_token.id)
                     break
         if name is None:
-            raise web.HTTPError(403, NOT_A_SERVER_TOKEN)
+            raise refused("not_server_token", 403, NOT_A_SERVER_TOKEN)
         if server_tokens.running_spawner(user, name) is None:
-            raise web.HTTPError(403, f"{user.name}'s server {name!r} is not running: only running servers get tokens")
+            raise refused(
+                "stopped_server", 403, f"{user.name}'s server {name!r} is not running: only running servers get tokens"
+            )
         return name
 
     def _refresh_failed(self, user):
         failure = self.authenticator.recent_failure(user.name)
         if failure is not None and not failure.final:
             wait = max(1, math.ceil(self.authenticator.refresh_backoff - (time.monotonic() - failure.at)))
-            error = web.HTTPError(
+            error = refused(
+                "iam_unavailable",
                 503,
                 "ESCAPE IAM did not renew your Data Lake tokens (unreachable or failing); the "
                 f"hub tries again in {wait} s",
             )
             error.headers = {"Retry-After": str(wait)}  # APIHandler.write_error sets them (the error clears ours)
             raise error
-        raise web.HTTPError(401, SESSION_ENDED)
+        raise refused("session_ended", 401, SESSION_ENDED)

@@ -23,12 +23,14 @@ Fetch = Callable[[HTTPRequest], Awaitable[HTTPResponse]]
 
 
 class ExchangeError(Exception):
-    """A token exchange failed; `retryable` tells whether trying again later may succeed."""
+    """A token exchange failed; `retryable` tells whether trying again later may succeed, `kind` is the IdP error
+    class the hub's metrics count (refused, server_error, unreachable, malformed)."""
 
-    def __init__(self, target: str, message: str, *, retryable: bool):
+    def __init__(self, target: str, message: str, *, retryable: bool, kind: str = "refused"):
         super().__init__(f"token exchange for {target!r} failed: {message}")
         self.target = target
         self.retryable = retryable
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ def _parse_answer(target: Target, body: bytes, now: float) -> dict:
         if not isinstance(token, str) or not token or expires_in <= 0:
             raise ValueError
     except (ValueError, KeyError, TypeError):
-        raise ExchangeError(target.name, "the IdP returned a malformed answer", retryable=False) from None
+        raise ExchangeError(
+            target.name, "the IdP returned a malformed answer", retryable=False, kind="malformed"
+        ) from None
     return {
         "access_token": token,
         "expires_at": now + expires_in,
@@ -117,7 +121,8 @@ async def exchange_one(
             return _parse_answer(target, response.body, started)
         except HTTPClientError as e:
             if e.code == 599 or e.code >= 500:  # 599: tornado's code for timeouts and connection errors
-                error = ExchangeError(target.name, f"IdP answered {e.code}", retryable=True)
+                kind = "unreachable" if e.code == 599 else "server_error"
+                error = ExchangeError(target.name, f"IdP answered {e.code}", retryable=True, kind=kind)
             else:
                 detail = ""
                 if e.response is not None and e.response.body:
@@ -127,7 +132,9 @@ async def exchange_one(
                         detail = ""
                 raise ExchangeError(target.name, f"IdP refused ({e.code}) {detail}".strip(), retryable=False) from None
         except (TimeoutError, OSError) as e:
-            error = ExchangeError(target.name, f"IdP unreachable ({type(e).__name__})", retryable=True)
+            error = ExchangeError(
+                target.name, f"IdP unreachable ({type(e).__name__})", retryable=True, kind="unreachable"
+            )
         if attempt > retries:
             raise error
         await asyncio.sleep(backoff * 2 ** (attempt - 1))

@@ -5,7 +5,9 @@ The images install these from the package index first, then the project's own wh
 of the same name on any index can take its place.
 
     python3 project_requirements.py pyproject.toml hub registrar > requirements.txt
+    python3 project_requirements.py pyproject.toml "hub,registrar" > requirements.txt   # the same
 
+Extras are separate arguments or comma-separated (as the images' DLAAS_EXTRAS build argument gives them).
 Self-references (`escape-dlaas[hub,singleuser]` in another extra) are expanded; an unknown extra is an error.
 """
 
@@ -62,7 +64,8 @@ def main(argv: list[str]) -> int:
         return 2
     with open(argv[0], "rb") as f:
         project = tomllib.load(f)["project"]
-    print("\n".join(requirements(project, argv[1:])))
+    extras = [extra.strip() for arg in argv[1:] for extra in arg.split(",") if extra.strip()]
+    print("\n".join(requirements(project, extras)))
     return 0
 
 

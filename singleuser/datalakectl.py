@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -24,20 +23,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from singleuser import contract
+from singleuser import contract, durations
 from singleuser.server_settings import ServerSettings
-
-DURATION = re.compile(r"(\d+)([smhdw]?)")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: str | None) -> int | None:
+    """Seconds of a duration option (singleuser.durations), None for none; click's one-line error otherwise."""
     if value in (None, "", "none"):
         return None
-    match = DURATION.fullmatch(value.strip())
-    if not match or int(match.group(1)) <= 0:
-        raise click.BadParameter(f"{value!r}: use a positive duration such as 3600, 12h, 30d or 'none'")
-    return int(match.group(1)) * UNITS[match.group(2)]
+    try:
+        return durations.parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{e}, or 'none'") from None
 
 
 def scratch_relative(paths, scratch: Path) -> list[str]:

@@ -19,6 +19,7 @@ from traitlets import TraitError
 
 from singleuser import contract
 from singleuser.private_dirs import ensure_private_dir
+from singleuser.rucio_cfg import client_section
 from singleuser.server_settings import ServerSettings
 from singleuser.token_files import write_private_file
 
@@ -77,20 +78,17 @@ def rucio_instance(settings: ServerSettings) -> dict:
 def client_config_text(settings: ServerSettings) -> str:
     """rucio.cfg for rucio-clients: OIDC with the bearer token file, the user's account, the site for caches."""
     instance = rucio_instance(settings)
-    lines = [
-        "[client]",
-        f"rucio_host = {instance['rucio_base_url']}",
-        f"auth_host = {instance['rucio_auth_url']}",
-        "auth_type = oidc",
-        f"account = {settings.rucio_account}",
-        "request_retries = 3",
+    return client_section(
+        rucio_host=instance["rucio_base_url"],
+        auth_host=instance["rucio_auth_url"],
+        auth_type="oidc",
+        account=settings.rucio_account,
+        request_retries=3,
         # Where the clients would cache a token they obtained themselves: next to the token files, not in their
         # default /tmp/<user>/.rucio_<user>, which anyone could create first and fill with a token of theirs.
-        f"auth_token_file_path = {Path(settings.rucio_token_file).parent / '.rucio-cli-cache'}",
-    ]
-    if instance.get("rucio_ca_cert"):
-        lines.append(f"ca_cert = {instance['rucio_ca_cert']}")
-    return "\n".join(lines) + "\n"
+        auth_token_file_path=Path(settings.rucio_token_file).parent / ".rucio-cli-cache",
+        ca_cert=instance.get("rucio_ca_cert"),
+    )
 
 
 def write_client_config(settings: ServerSettings, path: Path) -> Path:

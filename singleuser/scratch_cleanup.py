@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from singleuser.durations import parse_duration
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -113,12 +115,12 @@ def _finish(folder: _Folder, parent: _Folder, cutoff: float, dry_run: bool, remo
     removed["dirs"] += 1
 
 
-def parse_age(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+def parse_age(text: str) -> int:
+    """Seconds of --max-age (singleuser.durations); argparse's one-line error otherwise."""
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"{text!r}: use seconds or a duration like 48h or 2d") from None
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

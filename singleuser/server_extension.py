@@ -8,7 +8,8 @@
   points) into a private directory; if that is refused (or impossible), the variable is dropped, so no client reads a
   rucio.cfg someone else wrote;
 - the Rucio extension's credentials are pre-seeded, so its sidebar works without a Validate click;
-- its icon font is installed from a local file, so icons render on a closed network (singleuser.icon_font).
+- its icon font is installed from a local file, so icons render on a closed network (singleuser.icon_font);
+- the environment's example notebooks are copied into ~/examples (singleuser.examples).
 
 The extension's cache directory is prepared earlier, by jupyter_config/jupyter_server_config.py, because the Rucio
 extension (loaded before this one) creates it as soon as it is imported.
@@ -23,6 +24,8 @@ import os
 from pathlib import Path
 
 from singleuser import contract
+from singleuser.examples import install as install_examples
+from singleuser.examples import shipped as shipped_examples
 from singleuser.icon_font import install as install_icon_font
 from singleuser.private_dirs import UnsafePathError, ensure_private_dir
 from singleuser.rucio_config import (
@@ -63,6 +66,11 @@ def _load_jupyter_server_extension(serverapp) -> None:
     from jupyter_core.paths import jupyter_config_dir
 
     serverapp.log.info("%s", install_icon_font(Path(jupyter_config_dir()), settings.icon_font))
+    try:
+        for copied in install_examples(settings.home, shipped_examples()):
+            serverapp.log.info("example notebook %s added", copied)
+    except OSError as e:
+        serverapp.log.warning("example notebooks not copied: %s", e)
     try:
         instance = rucio_instance(settings)
     except ConfigError as e:

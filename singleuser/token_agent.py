@@ -12,6 +12,9 @@ its `exp` with no margin, so the file must hold a new token well before) and nev
 unreachable or failing, the files stay while their tokens are valid and go when they expire; retries back off up to
 `max_backoff`. When the hub refuses (401/403: the user's session ended), the files go at once, the log says "log in
 to the hub again" once, and the agent asks again only rarely (backing off up to `max_auth_backoff`).
+
+Each round's outcome is counted and reported to the hub with the server's own API token (singleuser.agent_metrics),
+which adds the counts to its metrics: numbers by outcome, never a token.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Dict, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from singleuser import contract
+from singleuser import agent_metrics, contract
 from singleuser.private_dirs import UnsafePathError
 from singleuser.server_settings import ServerSettings
 from singleuser.token_files import eos_token_line, remove_private_file, write_private_file
@@ -38,13 +41,16 @@ EXPIRY_MARGIN = 1.0
 
 class TokenAPIError(Exception):
     """The hub's token API did not give us tokens. `refused`: the hub said no (401/403), the session is over;
-    `fatal`: the agent cannot run at all."""
+    `fatal`: the agent cannot run at all; `outcome`: what the round counts as (singleuser.agent_metrics)."""
 
-    def __init__(self, message: str, *, fatal: bool = False, refused: bool = False, detail: str = ""):
+    def __init__(
+        self, message: str, *, fatal: bool = False, refused: bool = False, detail: str = "", outcome: str = "hub_error"
+    ):
         super().__init__(message)
         self.fatal = fatal
         self.refused = refused
         self.detail = detail
+        self.outcome = "refused" if refused else outcome
 
 
 class TokenAgent(LoggingConfigurable):
@@ -116,12 +122,28 @@ class TokenAgent(LoggingConfigurable):
     ).tag(config=True)
     request_timeout = Float(10.0, help="Timeout of one token API call (seconds).").tag(config=True)
 
+    report_url = Unicode(
+        help="""Where the agent reports its renewal counts (hub_plugins.agent_reports): by default the token API's
+        sibling /hub/api/dlaas/agent-report. Empty: no reports."""
+    ).tag(config=True)
+
+    @default("report_url")
+    def _report_url_default(self):
+        base, sep, last = self.api_url.rstrip("/").rpartition("/")
+        return f"{base}/agent-report" if sep and last == "tokens" else ""
+
+    report_interval = Float(
+        60.0, help="Seconds between two reports of renewal counts to the hub (the hub takes one per 5 s at most)."
+    ).tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._expiry: dict[str, float] = {}  # target -> expires_at of the token now in its file
         self._logged: dict[str, str] = {}  # what was last logged once per kind (EOS line, directory)
         self.failures = 0  # failed calls in a row (hub unreachable or failing, files not writable)
         self.refusals = 0  # refused calls in a row (401/403)
+        self.counts = agent_metrics.RenewalCounts()  # outcomes not yet reported to the hub
+        self._last_report = float("-inf")  # time.monotonic() of the last report attempt
 
     def path_for(self, target: str) -> Path:
         path = Path(self.files.get(target, f"{target}_token"))
@@ -166,9 +188,10 @@ class TokenAgent(LoggingConfigurable):
                     refused=True,
                     detail=f"{e.code}: {detail}" if detail else str(e.code),
                 ) from None
-            raise TokenAPIError(f"token API answered {e.code} {detail}".strip()) from None
+            outcome = {503: "hub_unavailable", 599: "hub_unreachable"}.get(e.code, "hub_error")
+            raise TokenAPIError(f"token API answered {e.code} {detail}".strip(), outcome=outcome) from None
         except (OSError, TimeoutError) as e:
-            raise TokenAPIError(f"token API unreachable at {self.api_url}: {e}") from None
+            raise TokenAPIError(f"token API unreachable at {self.api_url}: {e}", outcome="hub_unreachable") from None
         try:
             body = json.loads(response.body)
             tokens = body["tokens"]
@@ -263,19 +286,41 @@ class TokenAgent(LoggingConfigurable):
             self.log.error("%s", e)
             return
         while True:
-            await asyncio.sleep(await self.step())
+            delay = await self.step()
+            try:
+                await self.report()
+            except Exception as e:  # a report must never stop the renewals
+                self.log.warning("renewal counts not reported to the hub: %s", type(e).__name__)
+            await asyncio.sleep(delay)
+
+    async def report(self, now: float | None = None) -> str | None:
+        """Send the renewal counts not yet reported, at most every report_interval; the send's result or None."""
+        now = time.monotonic() if now is None else now
+        if not self.report_url or not self.counts.pending or now - self._last_report < self.report_interval:
+            return None
+        self._last_report = now
+        counts = self.counts.take()
+        result = await agent_metrics.send(self.report_url, self.api_token, counts, timeout=self.request_timeout)
+        if result == "retry":
+            self.counts.give_back(counts)
+        elif result == "refused":
+            self._log_once("report", "the hub does not take renewal reports at %s; counts dropped", self.report_url)
+        return result
 
     async def step(self) -> float:
         """One round: drop expired files, ask the hub, write or remove files; returns the wait before the next."""
         try:
             for target in self.remove_expired():
+                self.counts.count("expired")
                 self.log.warning("token file for %s removed: its token expired before the hub gave a new one", target)
             delay = await self.refresh_once()
+            self.counts.count("renewed")
             if self.refusals:
                 self.log.info("the hub hands out tokens again: token files restored")
             self.failures = self.refusals = 0
             self._logged.pop("dir", None)
         except TokenAPIError as e:
+            self.counts.count(e.outcome)
             if e.refused:
                 self.refusals += 1
                 if self.refusals == 1:
@@ -289,10 +334,12 @@ class TokenAgent(LoggingConfigurable):
                 delay = self.backoff(self.failures)
                 self.log.warning("%s; retrying in %.0fs (the token files stay until their tokens expire)", e, delay)
         except UnsafePathError as e:
+            self.counts.count("write_failed")
             self.failures += 1
             delay = self.backoff(self.failures, self.max_auth_backoff)
             self._log_once("dir", "token files not written: %s", e)
         except OSError as e:
+            self.counts.count("write_failed")
             self.failures += 1
             delay = self.backoff(self.failures)
             self.log.error("cannot write token files in %s: %s; retrying in %.0fs", self.token_dir, e, delay)

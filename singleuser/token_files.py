@@ -1,41 +1,23 @@
 """Write access tokens as files the Rucio extension, rucio-clients and EOS FUSE read.
 
-Every write is atomic and never follows a link: a temporary file is created exclusively (O_EXCL, O_NOFOLLOW) next to
-the target through a descriptor of the directory, given its mode with fchmod on the open descriptor, fsynced and
-renamed over the target. A reader never sees a half-written or world-readable token. Files of a user's server go
-into a private directory (singleuser.private_dirs) and refuse a symlink planted where the file should be.
+Every write is atomic and never follows a link (dlaas_fs.atomic): a temporary file is created exclusively (O_EXCL,
+O_NOFOLLOW) next to the target through a descriptor of the directory, given its mode with fchmod on the open
+descriptor, fsynced and renamed over the target. A reader never sees a half-written or world-readable token. Files
+of a user's server go into a private directory (singleuser.private_dirs) and refuse a symlink planted where the file
+should be.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import secrets
 import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from dlaas_fs.atomic import replace_in
+from dlaas_fs.atomic import write_secret_file as write_secret_file  # modules not yet moved to dlaas_fs import it here
 from singleuser.private_dirs import open_private_dir, refusal
-
-TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def write_atomically(path: str | os.PathLike, content: str, mode: int = 0o600, dir_mode: int = 0o700) -> None:
-    """Atomically replace `path` with `content`, with `mode`, in a directory that is not per-user (state
-    directories, a cache's run directory). A missing directory is created with `dir_mode`. No newline is added."""
-    path = Path(path)
-    path.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _replace_in(dir_fd, path.name, content, mode)
-    finally:
-        os.close(dir_fd)
-
-
-def write_secret_file(path: str | os.PathLike, content: str) -> None:
-    """Atomically replace `path` with `content`, readable by the owner only."""
-    write_atomically(path, content, mode=0o600, dir_mode=0o700)
 
 
 def write_private_file(
@@ -58,7 +40,7 @@ def write_private_file(
                 raise refusal(path, "is a symbolic link, not a file of yours", hint)
             if not stat.S_ISREG(st.st_mode):
                 raise refusal(path, "exists and is not a regular file", hint)
-        _replace_in(dir_fd, path.name, content, mode)
+        replace_in(dir_fd, path.name, content, mode)
     finally:
         os.close(dir_fd)
 
@@ -76,30 +58,6 @@ def remove_private_file(path: str | os.PathLike, hint: str = "use another path")
         return False
     finally:
         os.close(dir_fd)
-
-
-def _replace_in(dir_fd: int, name: str, content: str, mode: int) -> None:
-    for _ in range(100):
-        tmp = f".{name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, TEMP_FLAGS, 0o600, dir_fd=dir_fd)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise FileExistsError(f"cannot create a temporary file next to {name}")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
 
 
 def eos_resource(userinfo_endpoint: str) -> str:

@@ -25,3 +25,11 @@ else:
     c.RucioConfig.instances = [_instance]
     c.RucioConfig.default_instance = _instance["name"]
     c.RucioConfig.default_auth_type = "oidc"
+
+# Nothing is fetched from the internet at run time (user servers may sit on a closed network, and none of this is
+# theirs to decide): no news feed, no update check, and the extension manager lists installed extensions only.
+# The "official Jupyter news?" prompt is answered in the environment's settings overrides
+# (singleuser/lab_overrides.json, installed as share/jupyter/lab/settings/overrides.d/dlaas.json).
+c.LabApp.news_url = None
+c.LabApp.check_for_updates_class = "jupyterlab.handlers.announcements.NeverCheckForUpdate"
+c.LabApp.extension_manager = "readonly"

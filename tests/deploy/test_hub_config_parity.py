@@ -12,7 +12,7 @@ import pytest
 
 from devstack.hub import LocalHub, register_hub_client
 from devstack.iam import DevIAM
-from devstack.procs import free_port
+from devstack.ports import free_port
 from devstack.settings import MAIN_PYTHON, REPO, Settings
 from tests.deploy.conftest import ENVS, FLUX, HERE, deep_merge, docs, release_values
 

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from tests.deploy.conftest import ENVS, FLUX, IMAGES, chart_version, docs, release_values
+from tests.deploy.conftest import ENVS, FLUX, IMAGES, REPO, chart_version, docs, release_values
 
 HUB_DOCKERFILE = IMAGES / "hub" / "Dockerfile"
 Z2JH_HUB = "quay.io/jupyterhub/k8s-hub"
@@ -94,3 +94,37 @@ def test_a_chart_and_hub_image_of_different_releases_fail(deploy, tmp_path, vers
     assert any(p.startswith(expected) for p in problems), problems
     if dockerfile_from is not None:
         assert any(p.endswith(f"the hub image is built on {dockerfile_from}") for p in problems), problems
+
+
+JUPYTERHUB_PIN = re.compile(r"(?<![\w-])jupyterhub==([\w.]+)", re.I)
+# Every file that names the JupyterHub release: the hub and registrar extras, the user servers' notebook extra, both
+# constraint files and the local user environment (devstack/bootstrap.py). The hub and a user's server speak one
+# JupyterHub API version, so they must agree.
+JUPYTERHUB_PINNED_IN = [
+    "pyproject.toml",
+    "constraints.txt",
+    "devstack/singleuser-constraints.txt",
+    "devstack/bootstrap.py",
+]
+
+
+def jupyterhub_pins(texts: dict[str, str]) -> dict[str, set[str]]:
+    """The JupyterHub releases each text pins (`jupyterhub==X`; jupyterhub-kubespawner and the like do not count)."""
+    return {name: set(JUPYTERHUB_PIN.findall(text)) for name, text in texts.items()}
+
+
+def test_jupyterhub_is_pinned_to_one_release_everywhere():
+    texts = {name: (REPO / name).read_text() for name in JUPYTERHUB_PINNED_IN}
+    texts |= {str(p.relative_to(REPO)): p.read_text() for p in sorted(IMAGES.glob("*/Dockerfile"))}
+    pins = jupyterhub_pins(texts)
+    for name in JUPYTERHUB_PINNED_IN:
+        assert pins[name], f"{name} no longer pins jupyterhub: drop it from JUPYTERHUB_PINNED_IN or pin it again"
+    releases = set().union(*pins.values())
+    assert len(releases) == 1, {name: sorted(found) for name, found in pins.items() if found}
+
+
+def test_a_second_jupyterhub_release_anywhere_is_caught():
+    pins = jupyterhub_pins(
+        {"a": 'hub = ["jupyterhub==6.1.1"]', "b": "jupyterhub-kubespawner==7.1.0\njupyterhub==6.0.0"}
+    )
+    assert pins == {"a": {"6.1.1"}, "b": {"6.0.0"}}

@@ -19,12 +19,13 @@ import requests
 
 from devstack.account_sync import SYNC_CLIENT, AccountSync, default_limits
 from devstack.iam_login import code_flow_tokens, exchange
+from devstack.ports import wait_for
 from devstack.rucio_seed import DESTINATION_RSE, RSES
 from dlaas_sync.plan import identity
 from dlaas_sync.rucio_side import LEDGER_SECTION, read_ledger
 from dlaas_sync.scim import ScimClient
 from dlaas_sync.sync import SyncConfig, sync_user
-from tests.conftest import TEST_SCIM_ADMIN, wait_for
+from tests.helpers import TEST_SCIM_ADMIN
 
 USERS = "escape/users"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -16,6 +16,7 @@ SMOKE = {
     "bench_refresh_soak.py": ["--servers", "1", "--minutes", "0.5", "--lifetime", "20", "--margin", "8"],
     "bench_register.py": ["--files", "20"],
     "bench_xcache.py": ["--delay-ms", "5", "--size-mb", "2", "--files", "5", "--repeat", "1"],
+    "bench_root_read.py": ["--delay-ms", "5", "--events", "2000", "--repeat", "1"],
 }
 
 

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from rucio.common.exception import CannotAuthenticate
 
+from devstack.ports import wait_for
 from devstack.rucio_seed import DEMO_SCOPE, DESTINATION_RSE, REPLICA_RSE, SCRATCH_RSE, rse_dir
-from tests.conftest import wait_for
 
 
 def _adler32(path: Path) -> str:

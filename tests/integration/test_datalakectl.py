@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.ports import wait_for
 from devstack.rucio_seed import DESTINATION_RSE, SCRATCH_RSE
 from devstack.settings import VENVS
-from tests.conftest import wait_for
 
 
 @pytest.fixture

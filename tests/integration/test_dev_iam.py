@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.iam import DevIAM
 from devstack.iam_login import LoginError, code_flow_tokens, exchange, token_request
-from devstack.procs import ServiceError
+from devstack.service import ServiceError
 from devstack.settings import Settings
-from tests.conftest import TEST_REDIRECT
+from hub_plugins.token_exchange import GRANT_TYPE
+from tests.helpers import TEST_REDIRECT
 
 
 def _verify(iam, token, audience):
@@ -37,7 +38,7 @@ def test_discovery_uses_iam_endpoint_paths(iam):
     ]:
         assert doc[key] == f"{iam.url}{path}"
     assert "S256" in doc["code_challenge_methods_supported"]
-    assert "urn:ietf:params:oauth:grant-type:token-exchange" in doc["grant_types_supported"]
+    assert GRANT_TYPE in doc["grant_types_supported"]
 
 
 def test_alice_logs_in_through_the_form_and_gets_signed_tokens_with_her_groups(iam):
@@ -71,7 +72,7 @@ def test_a_wrong_password_shows_the_form_again_with_a_clear_error(iam):
 
 def test_an_unknown_client_is_refused_before_any_login(iam):
     ghost = {"client_id": "ghost", "client_secret": "x", "redirect_uris": [TEST_REDIRECT]}
-    with pytest.raises(LoginError):
+    with pytest.raises(LoginError, match=r"unexpected answer 400 at /authorize: invalid_client\Z"):
         code_flow_tokens(iam, ghost, "alice", "alice-pass")
 
 
@@ -117,7 +118,7 @@ def test_token_exchange_refuses_bad_requests(iam, extra, error):
     client = iam.client("dlaas-test")
     subject = code_flow_tokens(iam, client, "alice", "alice-pass")["access_token"]
     form = {
-        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "grant_type": GRANT_TYPE,
         "subject_token": subject,
         "audience": "rucio",
         "scope": "openid profile",

@@ -12,9 +12,8 @@ import requests
 from devstack.iam import DevIAM
 from devstack.iam_login import code_flow_tokens, exchange, token_request
 from devstack.settings import Settings
-from tests.conftest import TEST_REDIRECT
-
-GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+from hub_plugins.token_exchange import GRANT_TYPE
+from tests.helpers import TEST_REDIRECT
 
 
 @pytest.fixture(scope="module", params=["iam", "wlcg"])
@@ -51,7 +50,7 @@ def _ask(iam, client_id: str, subject: str, **form) -> requests.Response:
         auth=(client["client_id"], client["client_secret"]),
         timeout=10,
         data={
-            "grant_type": GRANT,
+            "grant_type": GRANT_TYPE,
             "subject_token": subject,
             "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
             **form,
@@ -88,7 +87,7 @@ def test_a_client_without_the_exchange_grant_is_refused_as_iam_refuses_it(strict
     )
     assert answer.status_code == 401
     assert answer.json()["error"] == "invalid_client"
-    assert answer.json()["error_description"] == f"Unauthorized grant type: {GRANT}"
+    assert answer.json()["error_description"] == f"Unauthorized grant type: {GRANT_TYPE}"
 
 
 def test_a_client_cannot_exchange_its_own_token_for_offline_access(strict_iam, login):

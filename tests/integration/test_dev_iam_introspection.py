@@ -5,46 +5,27 @@ accepts such a token only through that path (it introspects as its idpsecrets cl
 Own dev IAM, PostgreSQL and Rucio server on free loopback ports.
 """
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import jwt
 import pytest
 import requests
 
-from devstack.iam import DevIAM
 from devstack.iam_login import code_flow_tokens, exchange
-from devstack.postgres import Postgres
-from devstack.procs import kept_secret
-from devstack.rucio_seed import seed
-from devstack.rucio_server import RucioServer
 from devstack.settings import Settings
-from tests.conftest import TEST_REDIRECT
+from devstack.stack import Stack, temporary_state
+from tests.helpers import TEST_REDIRECT
 
 
 @pytest.fixture(scope="module")
 def scopeless():
-    state = Path(tempfile.mkdtemp(prefix="dlaas-scopeless-"))
-    state.chmod(0o755)  # PostgreSQL runs as its own user
-    settings = Settings(state_dir=state, iam_port=0, rucio_port=0, postgres_port=0)
-    iam = DevIAM(settings, scope_claim=False)
-    iam.add_client("portal", [TEST_REDIRECT], token_exchange=True)
-    # The client Rucio's idpsecrets.json names, with the secret the Rucio server keeps in its state directory.
-    iam.add_introspecting_client("rucio", kept_secret(state / "rucio" / "iam-client-secret", 24))
-    started = []
-    try:
-        started.append(iam.start())
-        postgres = Postgres(settings, port=0).start()
-        started.append(postgres)
-        rucio = RucioServer(settings, postgres.url, iam_issuer=iam.issuer, port=0).start()
-        started.append(rucio)
-        seed(settings, rucio, full=False)
-        yield iam, rucio
-    finally:
-        for service in reversed(started):
-            service.stop()
-        shutil.rmtree(state, ignore_errors=True)
+    """Core (IAM, PostgreSQL, seeded Rucio) with an IAM that leaves `scope` out of access tokens. The stack registers
+    the client Rucio's idpsecrets.json names, with the secret the Rucio server keeps, as an introspecting client."""
+    with (
+        temporary_state("scopeless") as state,
+        Stack(Settings.free_ports(state), full_seed=False, iam_options={"scope_claim": False}) as stack,
+    ):
+        stack.iam.add_client("portal", [TEST_REDIRECT], token_exchange=True)
+        stack.start("core")
+        yield stack.iam, stack.rucio
 
 
 def _claims(token: str) -> dict:

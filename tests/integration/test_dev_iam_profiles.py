@@ -12,7 +12,7 @@ import requests
 from devstack.iam import DevIAM
 from devstack.iam_login import LoginError, code_flow_tokens, exchange
 from devstack.settings import Settings
-from tests.conftest import TEST_REDIRECT
+from tests.helpers import TEST_REDIRECT
 
 BASE = "openid profile email offline_access"
 

@@ -11,7 +11,7 @@ import requests
 from devstack.iam import DevIAM
 from devstack.iam_login import LoginError, code_flow_tokens, exchange, token_request
 from devstack.settings import Settings
-from tests.conftest import TEST_REDIRECT
+from tests.helpers import TEST_REDIRECT
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["kept", "rotated"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack.procs import free_port
+from devstack.ports import free_port
 from devstack.settings import MAIN_PYTHON, REPO
 
 

@@ -7,49 +7,24 @@ state). Attacks are played with normal accounts: alice, and `admin`, a member of
 
 import json
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlparse
 
 import jwt
 import pytest
 import requests
 
-from devstack.iam_login import login
+from devstack.hub_client import (
+    auth_state,
+    hub_login,
+    login_at_iam,
+    personal_token,
+    process_environ,
+    service_session,
+    start_server,
+)
+from devstack.ports import wait_for
 from hub_plugins.token_api import LOGGED_OUT, NOT_A_SERVER_TOKEN
-from tests import hub_state
-from tests.conftest import wait_for
-
-
-def hub_login(hub, user: str, password: str, next_url: str | None = None) -> tuple[requests.Session, requests.Response]:
-    """Log in through the hub's IAM login; returns the browser session and the hub's answer to the callback."""
-    browser = requests.Session()
-    start = f"{hub.url}/hub/oauth_login" + (f"?next={next_url}" if next_url else "")
-    callback = login(browser, start, user, password, stop_at=f"{hub.url}/hub/oauth_callback")
-    return browser, browser.get(callback, allow_redirects=False, timeout=30)
-
-
-def auth_state(hub, user: str) -> dict:
-    """`user`'s auth_state, read from the hub's database (no hub role can read it through the API)."""
-    return hub_state.auth_state(hub, user)
-
-
-def personal_token(hub, browser: requests.Session, user: str, **body) -> requests.Response:
-    """What the /hub/token page does: the logged-in browser asks the REST API for a token of `user`."""
-    browser.get(f"{hub.url}/hub/token", timeout=30)  # a page: sets a fresh _xsrf cookie
-    xsrf = browser.cookies.get("_xsrf", path="/hub/")
-    return browser.post(
-        f"{hub.url}/hub/api/users/{user}/tokens",
-        json=body,
-        timeout=30,
-        headers={"X-XSRFToken": xsrf, "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"},
-    )
-
-
-def api(hub, token: str) -> requests.Session:
-    session = requests.Session()
-    session.headers["Authorization"] = f"token {token}"
-    session.api = f"{hub.url}/hub/api"
-    return session
+from tests.helpers import TEST_ADMIN_TOKEN
 
 
 def test_alice_logs_in_and_her_auth_state_holds_exchanged_tokens(hub, hub_admin, iam):
@@ -73,9 +48,7 @@ def test_alice_logs_in_and_her_auth_state_holds_exchanged_tokens(hub, hub_admin,
 def _at_the_callback(hub) -> tuple[requests.Session, dict]:
     """Alice logged in at the IAM, stopped before her browser follows the redirect back: (browser, its query)."""
     browser = requests.Session()
-    callback = login(
-        browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass", stop_at=f"{hub.url}/hub/oauth_callback"
-    )
+    callback = login_at_iam(hub, "alice", "alice-pass", browser)
     return browser, parse_qs(urlparse(callback).query)
 
 
@@ -107,7 +80,7 @@ def operator(hub):
     assert answer.status_code == 302
     made = personal_token(hub, browser, "admin", note="operator at work")
     assert made.status_code == 201, made.text
-    return browser, api(hub, made.json()["token"])
+    return browser, service_session(hub, made.json()["token"])
 
 
 def test_iam_operators_run_the_hub_without_becoming_hub_admins(hub, hub_admin, operator):
@@ -164,29 +137,12 @@ def test_next_never_leads_off_site(hub, target):
 # --- the token API, called with a real user server's own token ---------------------------------------------
 
 
-def _server_token(hub_admin, user: str) -> tuple[str, int]:
-    """Start `user`'s server and read the API token JupyterHub gave it (from the process, as the server sees it)."""
-    r = hub_admin.post(f"{hub_admin.api}/users/{user}/server", timeout=90)
-    assert r.status_code in (201, 202) or "already running" in r.text, r.text
-
-    def ready():
-        model = hub_admin.get(f"{hub_admin.api}/users/{user}", timeout=10).json()
-        server = model["servers"].get("")
-        return server if server and server["ready"] else None
-
-    server = wait_for(ready, timeout=90, what=f"{user}'s server")
-    pid = server["state"]["pid"]
-    environ = dict(
-        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item
-    )
-    return environ["JUPYTERHUB_API_TOKEN"], pid
-
-
 @pytest.fixture(scope="module")
 def alice_server(hub, hub_admin):
+    """Alice logged in with her server running: (the API token JupyterHub gave the server, its pid)."""
     hub_login(hub, "alice", "alice-pass")
-    token, pid = _server_token(hub_admin, "alice")
-    yield token, pid
+    pid = start_server(hub_admin, "alice")
+    yield process_environ(pid)["JUPYTERHUB_API_TOKEN"], pid
     hub_admin.delete(f"{hub_admin.api}/users/alice/server", timeout=60)
 
 
@@ -218,8 +174,6 @@ def test_the_token_api_refuses_cookies_other_scopes_and_strangers(hub, hub_admin
     ).json()["token"]
     assert _tokens(hub, narrow).status_code == 403
     assert _tokens(hub, "not-a-token").status_code == 403
-    from tests.conftest import TEST_ADMIN_TOKEN
-
     assert _tokens(hub, TEST_ADMIN_TOKEN).status_code == 403  # a service is nobody's server
 
 
@@ -260,7 +214,7 @@ def test_the_token_api_refuses_iam_tokens(hub, alice_server, rucio_token):
 
 def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, alice_server):
     _, pid = alice_server
-    environ = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    environ = process_environ(pid)
     state = auth_state(hub, "alice")
     secrets = [
         state["refresh_token"],
@@ -269,8 +223,8 @@ def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, alice
         *(t["access_token"] for t in state["exchanged"].values()),
     ]
     for secret in secrets:
-        assert secret not in environ
-    assert "DLAAS_TOKEN_API_URL=" in environ and "BEARER_TOKEN_FILE=" in environ
+        assert not any(secret in value for value in environ.values())
+    assert "DLAAS_TOKEN_API_URL" in environ and "BEARER_TOKEN_FILE" in environ
     log = hub.process.log_path.read_text()
     for secret in secrets:
         assert secret not in log
@@ -279,9 +233,7 @@ def test_nothing_token_like_in_the_servers_environment_or_the_hub_log(hub, alice
 def test_an_iam_outage_gives_a_clear_login_error_and_sessions_keep_working(hub, iam, alice_server):
     token, _ = alice_server
     browser = requests.Session()
-    callback = login(
-        browser, f"{hub.url}/hub/oauth_login", "alice", "alice-pass", stop_at=f"{hub.url}/hub/oauth_callback"
-    )
+    callback = login_at_iam(hub, "alice", "alice-pass", browser)
     iam.stop()
     try:
         answer = browser.get(callback, allow_redirects=False, timeout=60)

@@ -6,48 +6,33 @@ Its own dev IAM and hub (no Rucio needed), on free loopback ports.
 
 import json
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from devstack.hub import LocalHub, register_hub_client
-from devstack.iam import USERS_FILE, DevIAM
-from devstack.procs import free_port
+from devstack.hub_client import auth_state, hub_login
+from devstack.iam import USERS_FILE
+from devstack.ports import free_port
 from devstack.settings import Settings
-from tests.conftest import hub_test_extra
-
-from .test_hub import auth_state, hub_login
+from devstack.stack import Stack, temporary_state
+from tests.helpers import hub_test_extra
 
 
 @pytest.fixture(scope="module")
 def hub_without_iam():
-    state = Path(tempfile.mkdtemp(prefix="dlaas-iamdown-"))
-    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port(), rucio_port=0, postgres_port=0)
-    users = state / "users.json"  # a copy: a test gives an IAM account another identity
-    shutil.copy(USERS_FILE, users)
-    iam = DevIAM(settings, users_file=users)
-    register_hub_client(iam, settings.hub_url)
-    hub = None
-    try:
-        iam.start()  # once, to learn its issuer URL and port; then the IAM goes away before the hub starts
-        iam.stop()
-        hub = LocalHub(settings, iam=iam, extra=hub_test_extra()).start()
-        admin = requests.Session()
-        admin.headers["Authorization"] = f"token {hub_test_extra()['JupyterHub']['services'][0]['api_token']}"
-        admin.api = f"{hub.url}/hub/api"
-        yield iam, hub, admin
-    finally:
-        if hub:
-            hub.stop()
-        iam.stop()
-        shutil.rmtree(state, ignore_errors=True)
+    """A hub started while its IAM has never run (the IAM's port fixed in advance); the tests start the IAM."""
+    with temporary_state("iamdown") as state:
+        users = state / "users.json"  # a copy: a test gives an IAM account another identity
+        shutil.copy(USERS_FILE, users)
+        settings = Settings.free_ports(state, iam_port=free_port())
+        with Stack(settings, iam_options={"users_file": users}, hub_options={"extra": hub_test_extra()}) as stack:
+            stack.start("login", without=["iam"])
+            yield stack
 
 
 def test_the_hub_starts_without_the_iam_and_logins_work_once_it_is_back(hub_without_iam):
-    iam, hub, admin = hub_without_iam
+    hub = hub_without_iam.hub
     started = time.monotonic()
     answer = requests.get(f"{hub.url}/hub/oauth_login", allow_redirects=False, timeout=30)
     assert time.monotonic() - started < 5
@@ -55,7 +40,7 @@ def test_the_hub_starts_without_the_iam_and_logins_work_once_it_is_back(hub_with
     assert "ESCAPE IAM is not reachable right now; please try again in a minute" in answer.text
     assert requests.get(f"{hub.url}/hub/health", timeout=5).status_code == 200
 
-    iam.restart()
+    hub_without_iam.start("iam")  # the IAM comes up on the address the hub was told
     _, callback = hub_login(hub, "alice", "alice-pass")
     assert callback.status_code == 302
     assert set(auth_state(hub, "alice")["exchanged"]) == {"rucio", "eos"}
@@ -64,7 +49,7 @@ def test_the_hub_starts_without_the_iam_and_logins_work_once_it_is_back(hub_with
 
 
 def test_a_different_sub_with_the_same_username_is_refused(hub_without_iam):
-    iam, hub, _ = hub_without_iam
+    iam, hub = hub_without_iam.start("iam").iam, hub_without_iam.hub
     _, callback = hub_login(hub, "alice", "alice-pass")
     assert callback.status_code == 302
     pinned = auth_state(hub, "alice")["sub"]

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +26,11 @@ import pytest
 import requests
 
 from devstack.hub import HUB_CLIENT_ID
-from devstack.procs import free_port
+from devstack.hub_client import auth_state, hub_login, personal_token, process_environ, service_session, start_server
+from devstack.ports import wait_for
 from devstack.settings import VENVS, Settings
-from devstack.stack import Stack
-from tests.conftest import TEST_ADMIN_TOKEN, hub_test_extra, process_environ, wait_for
-from tests.hub_state import auth_state
-
-from .test_hub import _server_token, api, hub_login, personal_token
+from devstack.stack import Stack, temporary_state
+from tests.helpers import TEST_ADMIN_TOKEN, hub_test_extra
 
 VARIANTS = {
     "wlcg": {"iam_profile": "wlcg", "iam_rotate_refresh_tokens": True, "iam_scope_claim": True},
@@ -78,46 +74,27 @@ class Lake:
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def lake(request):
     """A whole local data lake whose dev IAM shapes tokens as the variant says; stopped by PID afterwards."""
-    # Under /tmp rather than pytest's 0700 tmp dir: PostgreSQL runs as its own user and must reach its files.
-    state = Path(tempfile.mkdtemp(prefix=f"dlaas-{request.param}-"))
-    state.chmod(0o755)
-    settings = Settings(
-        state_dir=state,
-        iam_port=0,
-        rucio_port=0,
-        postgres_port=0,
-        cric_port=0,
-        hub_port=free_port(),
-        xrootd_port=free_port(),
-        xcache_port=free_port(),
-        registrar_port=free_port(),
-        **VARIANTS[request.param],
-    )
-    stack = Stack(
-        settings,
-        full_seed=False,
-        iam_options={"access_token_ttl": LIFETIME},
-        hub_options={
-            "refresh_margin": MARGIN,
-            "extra": {**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}},
-        },
-    )
-    try:
-        stack.start()  # a service that fails to start stops the ones already started
-        admin = api(stack.hub, TEST_ADMIN_TOKEN)
-        yield Lake(request.param, stack, admin)
-    finally:
-        stack.stop()
-        for leftover in Path("/dev/shm").glob(f"dlaas-{state.name}-*"):  # the user servers' token directories
-            shutil.rmtree(leftover, ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)
+    with (
+        temporary_state(request.param) as state,
+        Stack(
+            Settings.free_ports(state, **VARIANTS[request.param]),
+            full_seed=False,
+            iam_options={"access_token_ttl": LIFETIME},
+            hub_options={
+                "refresh_margin": MARGIN,
+                "extra": {**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}},
+            },
+        ) as stack,
+    ):
+        stack.start("all")  # a service that fails to start stops the ones already started
+        yield Lake(request.param, stack, service_session(stack.hub, TEST_ADMIN_TOKEN))
 
 
 @pytest.fixture(scope="module")
 def alice_server(lake):
     """Alice logged in with her server running: (the server's environment, its pid). Stopped after the variant."""
     hub_login(lake.hub, "alice", "alice-pass")
-    _, pid = _server_token(lake.admin, "alice")
+    pid = start_server(lake.admin, "alice")
     try:
         env = process_environ(pid)
         wait_for(lambda: Path(env["BEARER_TOKEN_FILE"]).exists(), timeout=60, what="alice's Rucio token file")
@@ -126,7 +103,7 @@ def alice_server(lake):
         lake.admin.delete(f"{lake.admin.api}/users/alice/server", timeout=60)
         try:
             wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="alice's server to stop")
-        except AssertionError:
+        except TimeoutError:
             os.kill(pid, signal.SIGTERM)  # the server this fixture started, by its pid
 
 
@@ -192,7 +169,7 @@ def test_admin_operates_the_hub_as_dlaas_operator_not_as_hub_admin(lake):
     assert set(user["groups"]) == {"escape/users", "escape/admins"}
     made = personal_token(lake.hub, browser, "admin", note="operator at work")
     assert made.status_code == 201, made.text
-    operator = api(lake.hub, made.json()["token"])
+    operator = service_session(lake.hub, made.json()["token"])
     group = operator.get(f"{operator.api}/groups/escape%2Fadmins", timeout=10)
     assert group.status_code == 200, group.text
     assert group.json()["roles"] == ["dlaas-operator"]

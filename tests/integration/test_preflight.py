@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from devstack.hub import HUB_CLIENT_ID
-from devstack.iam import DevIAM
 from devstack.iam_login import code_flow_tokens
-from devstack.procs import free_port
 from devstack.settings import REPO, Settings
+from devstack.stack import Stack
 
 
 def preflight(config: Path, *args, env=None) -> subprocess.CompletedProcess:
@@ -62,12 +61,10 @@ def test_the_local_stacks_hub_configuration_passes_every_check(hub, rucio, alice
 @pytest.fixture
 def iam_without_exchange_grant(tmp_path):
     """A second dev IAM where the hub's client is registered without the token-exchange grant."""
-    state = tmp_path / "state"
-    iam = DevIAM(Settings(state_dir=state, iam_port=0, hub_port=free_port()), port=0)
-    client = iam.add_client(HUB_CLIENT_ID, ["http://127.0.0.1:9/hub/oauth_callback"], token_exchange=False)
-    iam.start()
-    yield iam, client
-    iam.stop()
+    with Stack(Settings.free_ports(tmp_path / "state")) as stack:
+        # Registered again, over the stack's own registration of the hub's client: without the grant.
+        client = stack.iam.add_client(HUB_CLIENT_ID, ["http://127.0.0.1:9/hub/oauth_callback"], token_exchange=False)
+        yield stack.start("iam").iam, client
 
 
 def test_a_client_without_the_exchange_grant_is_named_as_the_problem(iam_without_exchange_grant, rucio, tmp_path):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from devstack.ports import wait_for
 from devstack.rucio_seed import SCRATCH_RSE, rse_dir
-from tests.conftest import wait_for
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ Rucio sidebar is queried all along.
 """
 
 import json
-import shutil
 import stat
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,16 +17,12 @@ import jwt
 import pytest
 import requests
 
-from devstack.hub import LocalHub, register_hub_client
-from devstack.iam import DevIAM
-from devstack.postgres import Postgres
-from devstack.procs import free_port
-from devstack.rucio_seed import DEMO_SCOPE, seed
-from devstack.rucio_server import RucioServer
+from devstack.hub_client import auth_state, hub_login, process_environ, service_session, start_server
+from devstack.ports import wait_for
+from devstack.rucio_seed import DEMO_SCOPE
 from devstack.settings import Settings
-from tests.conftest import hub_test_extra, wait_for
-
-from .test_hub import _server_token, auth_state, hub_login
+from devstack.stack import Stack, temporary_state
+from tests.helpers import TEST_ADMIN_TOKEN, hub_test_extra
 
 LIFETIME = 6
 MARGIN = 3
@@ -37,37 +31,22 @@ WATCH_SECONDS = 24
 
 @pytest.fixture(scope="module")
 def short_stack():
-    state = Path(tempfile.mkdtemp(prefix="dlaas-refresh-"))
-    state.chmod(0o755)
-    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port(), rucio_port=0, postgres_port=0)
-    iam = DevIAM(settings, access_token_ttl=LIFETIME)
-    register_hub_client(iam, settings.hub_url)
-    iam.start()
-    hub = postgres = rucio = None
-    try:
-        postgres = Postgres(settings, port=0).start()
-        rucio = RucioServer(settings, postgres.url, iam_issuer=iam.issuer, port=0).start()
-        seed(settings, rucio, full=False)
-        hub = LocalHub(
-            settings,
-            iam=iam,
-            rucio_url=rucio.url,
-            refresh_margin=MARGIN,
-            auth_refresh_age=1,
-            extra={**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}},
-        ).start()
-        admin = requests.Session()
-        admin.headers["Authorization"] = f"token {hub_test_extra()['JupyterHub']['services'][0]['api_token']}"
-        admin.api = f"{hub.url}/hub/api"
-        yield iam, hub, admin, settings
-    finally:
-        for service in (hub, rucio, postgres):
-            if service:
-                service.stop()
-        iam.stop()
-        for leftover in Path("/dev/shm").glob(f"dlaas-{state.name}-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)
+    """Its own IAM (short token lifetimes), Rucio and hub (no registration service, no cache, no daemons)."""
+    with (
+        temporary_state("refresh") as state,
+        Stack(
+            Settings.free_ports(state),
+            full_seed=False,
+            iam_options={"access_token_ttl": LIFETIME},
+            hub_options={
+                "refresh_margin": MARGIN,
+                "auth_refresh_age": 1,
+                "extra": {**hub_test_extra(), "EscapeIAMAuthenticator": {"refresh_backoff": 2}},
+            },
+        ) as stack,
+    ):
+        stack.start("core", "login")
+        yield stack.iam, stack.hub, service_session(stack.hub, TEST_ADMIN_TOKEN), stack.settings
 
 
 def _claims(token: str) -> dict:
@@ -77,11 +56,9 @@ def _claims(token: str) -> dict:
 def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
     iam, hub, admin, _ = short_stack
     browser, _ = hub_login(hub, "alice", "alice-pass")
-    server_token, pid = _server_token(admin, "alice")
+    env = process_environ(start_server(admin, "alice"))
+    server_token = env["JUPYTERHUB_API_TOKEN"]
     assert browser.get(f"{hub.url}/user/alice/lab", timeout=60).status_code == 200
-    env = dict(
-        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in item
-    )
     rucio_file = Path(env["BEARER_TOKEN_FILE"])
     eos_file = Path(env["OAUTH2_TOKEN"].removeprefix("FILE:"))
     wait_for(rucio_file.exists, timeout=30, what="the token agent's first write")
@@ -136,7 +113,7 @@ def test_tokens_stay_valid_across_many_refresh_cycles(short_stack):
 def test_a_revoked_iam_session_gets_a_log_in_again_answer_never_a_stale_token(short_stack):
     iam, hub, admin, _ = short_stack
     hub_login(hub, "admin", "admin-pass")
-    api_token, _ = _server_token(admin, "admin")
+    api_token = process_environ(start_server(admin, "admin"))["JUPYTERHUB_API_TOKEN"]
 
     def tokens():
         return requests.get(
@@ -218,30 +195,27 @@ class TokenEndpointProxy:
 @pytest.fixture(scope="module")
 def rotating_stack():
     """A dev IAM that rotates refresh tokens, its token endpoint behind TokenEndpointProxy, and a hub using it."""
-    state = Path(tempfile.mkdtemp(prefix="dlaas-rotate-"))
-    settings = Settings(state_dir=state, iam_port=0, hub_port=free_port(), rucio_port=0, postgres_port=0)
-    iam = DevIAM(settings, access_token_ttl=120, rotate_refresh_tokens=True)
-    register_hub_client(iam, settings.hub_url)
-    hub = proxy = None
-    try:
-        iam.start()
-        proxy = TokenEndpointProxy(f"{iam.url}/token")
-        # Refresh once a token has less than 115 s left, i.e. 5 s after it was issued: plenty of validity left.
-        hub = LocalHub(
-            settings,
-            iam=iam,
-            refresh_margin=115,
-            auth_refresh_age=1,
-            extra={**hub_test_extra(), "EscapeIAMAuthenticator": {"token_url": proxy.url, "refresh_backoff": 3}},
-        ).start()
-        yield iam, hub, proxy
-    finally:
-        if hub:
-            hub.stop()
-        if proxy:
+    with (
+        temporary_state("rotate") as state,
+        Stack(
+            Settings.free_ports(state), iam_options={"access_token_ttl": 120, "rotate_refresh_tokens": True}
+        ) as stack,
+    ):
+        stack.start("iam")
+        proxy = TokenEndpointProxy(f"{stack.iam.url}/token")
+        try:
+            # The hub's options may change until it starts: here, the proxy's address, known only now.
+            # Refresh once a token has less than 115 s left, i.e. 5 s after it was issued: plenty of validity left.
+            stack.hub_options.update(
+                refresh_margin=115,
+                auth_refresh_age=1,
+                extra={**hub_test_extra(), "EscapeIAMAuthenticator": {"token_url": proxy.url, "refresh_backoff": 3}},
+            )
+            stack.start("login")
+            yield stack.iam, stack.hub, proxy
+        finally:
+            stack.stop()  # the hub before the proxy it talks to
             proxy.stop()
-        iam.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_a_rotated_refresh_token_survives_a_failed_exchange(rotating_stack):

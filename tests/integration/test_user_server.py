@@ -10,24 +10,17 @@ from pathlib import Path
 import jwt
 import pytest
 
+from devstack.hub_client import hub_login, process_environ, start_server
+from devstack.ports import wait_for
 from devstack.rucio_seed import DEMO_SCOPE
 from devstack.settings import VENVS
-from tests.conftest import wait_for
-
-from .test_hub import _server_token, hub_login
-
-
-def _environ(pid: int) -> dict:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
-    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
 @pytest.fixture(scope="module")
 def alice(hub, hub_admin):
     """Alice logged in (browser session) with her server running; yields (browser, server environment)."""
     browser, _ = hub_login(hub, "alice", "alice-pass")
-    _, pid = _server_token(hub_admin, "alice")
-    env = _environ(pid)
+    env = process_environ(start_server(hub_admin, "alice"))
     wait_for(lambda: Path(env["BEARER_TOKEN_FILE"]).exists(), timeout=30, what="alice's token files")
     # Entering the server from the browser runs the hub -> server OAuth handshake, like opening JupyterLab.
     lab = browser.get(f"{hub.url}/user/alice/lab", timeout=60)

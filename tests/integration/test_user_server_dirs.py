@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack.procs import free_port, stop_group
+from devstack.ports import free_port, wait_for
+from devstack.procs import stop_group
 from devstack.settings import REPO, VENVS
-from tests.conftest import wait_for
 
 ATTACKER = 65534  # nobody
 

@@ -191,7 +191,7 @@ def test_a_bad_cric_answer_keeps_the_previous_allow_list_and_the_running_cache(c
 
 
 def test_an_unreachable_cric_keeps_the_previous_allow_list(cache_layer):
-    from devstack.procs import free_port
+    from devstack.ports import free_port
 
     before = cache_layer.origins_file.read_text()
     result = sync(cache_layer, url=f"http://127.0.0.1:{free_port()}/api/doma/rse/query/?json&preset=doma")

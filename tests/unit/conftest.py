@@ -19,8 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jupyterhub.crypto import CryptKeeper
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 
+from hub_plugins.authenticator import EscapeIAMAuthenticator
+from hub_plugins.token_exchange import GRANT_TYPE
+
 ISSUER = "http://iam.test/"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
 @pytest.fixture
@@ -141,7 +143,7 @@ class FakeIdP:
                 del self.refresh_tokens[answer["refresh_token"]]
                 answer.pop("refresh_token")
             return answer
-        if grant == TOKEN_EXCHANGE:
+        if grant == GRANT_TYPE:
             username = self.access[form["subject_token"]]
             token = self.jwt(username, form["audience"], **self.claims)
             return {"access_token": token, "token_type": "Bearer", "expires_in": 3600, "scope": "openid profile"}
@@ -189,5 +191,30 @@ def idp():
     return FakeIdP()
 
 
-def run(coro):
-    return asyncio.new_event_loop().run_until_complete(coro)
+def make_authenticator(idp=None, **kw):
+    """EscapeIAMAuthenticator as the hub configures it, its HTTP client the IdP `idp` (a FakeIdP by default)."""
+    return EscapeIAMAuthenticator(
+        **{
+            "issuer": ISSUER,
+            "client_id": "hub",
+            "client_secret": "s",
+            "enable_pkce": False,
+            "oauth_callback_url": "http://hub/hub/oauth_callback",
+            "allowed_groups": {"escape/users"},
+            "exchange_targets": {
+                "rucio": {"audience": "rucio", "scope": "openid profile"},
+                "eos": {"audience": "eos", "scope": "openid profile"},
+            },
+            "http_client": idp or FakeIdP(),
+            **kw,
+        }
+    )
+
+
+async def log_in(auth, username="alice", users=()):
+    """A login through the OAuth callback, as JupyterHub runs it; returns the saved user."""
+    model = await auth.get_authenticated_user(FakeHandler(username, users), None)
+    user = next((u for u in users if u.name == username), None) or FakeUser(username)
+    existing = await user.get_auth_state()
+    await user.save_auth_state(auth.reconcile(model, existing))
+    return model, user

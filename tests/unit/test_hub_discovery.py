@@ -22,10 +22,6 @@ DOC = {
 }
 
 
-def run(coro):
-    return asyncio.new_event_loop().run_until_complete(coro)
-
-
 def answering(answer, calls=None, delay=0.0):
     async def fetch(request: HTTPRequest) -> HTTPResponse:
         if calls is not None:
@@ -39,9 +35,9 @@ def answering(answer, calls=None, delay=0.0):
     return fetch
 
 
-def test_endpoints_come_from_the_document_at_the_well_known_url():
+async def test_endpoints_come_from_the_document_at_the_well_known_url():
     calls = []
-    endpoints = run(discover(answering(DOC, calls), ISSUER))
+    endpoints = await discover(answering(DOC, calls), ISSUER)
     assert calls == ["http://iam.test/.well-known/openid-configuration"]
     assert endpoints == {
         "authorize_url": "http://iam.test/authorize",
@@ -52,8 +48,8 @@ def test_endpoints_come_from_the_document_at_the_well_known_url():
     }
 
 
-def test_a_revocation_endpoint_is_read_when_advertised():
-    endpoints = run(discover(answering({**DOC, "revocation_endpoint": "http://iam.test/revoke"}), ISSUER))
+async def test_a_revocation_endpoint_is_read_when_advertised():
+    endpoints = await discover(answering({**DOC, "revocation_endpoint": "http://iam.test/revoke"}), ISSUER)
     assert endpoints["revocation_url"] == "http://iam.test/revoke"
 
 
@@ -70,15 +66,17 @@ def test_a_revocation_endpoint_is_read_when_advertised():
         ({k: v for k, v in DOC.items() if k != "jwks_uri"}, False, "lacks jwks_uri"),
     ],
 )
-def test_an_unusable_document_is_a_clear_error_that_tells_outage_from_misconfiguration(answer, unreachable, message):
+async def test_an_unusable_document_is_a_clear_error_that_tells_outage_from_misconfiguration(
+    answer, unreachable, message
+):
     with pytest.raises(DiscoveryError, match=message) as e:
-        run(discover(answering(answer), ISSUER))
+        await discover(answering(answer), ISSUER)
     assert e.value.unreachable is unreachable
 
 
-def test_no_issuer_says_what_to_set():
+async def test_no_issuer_says_what_to_set():
     with pytest.raises(DiscoveryError, match="issuer is not set"):
-        run(discover(answering(DOC), ""))
+        await discover(answering(DOC), "")
 
 
 def _closed_port() -> int:
@@ -94,19 +92,19 @@ def test_loading_the_configuration_contacts_nothing(crypt_key):
     assert (auth.authorize_url, auth.token_url, auth.userdata_url, auth.jwks_url) == ("", "", "", "")
 
 
-def test_an_unreachable_iam_fails_fast_and_a_later_attempt_succeeds(crypt_key):
+async def test_an_unreachable_iam_fails_fast_and_a_later_attempt_succeeds(crypt_key):
     auth = EscapeIAMAuthenticator(
         issuer=f"http://127.0.0.1:{_closed_port()}/", client_id="hub", client_secret="s", discovery_timeout=2
     )
     started = time.monotonic()
     with pytest.raises(DiscoveryError, match="cannot read the IAM discovery document") as e:
-        run(auth.ensure_endpoints())
+        await auth.ensure_endpoints()
     assert e.value.unreachable
     assert time.monotonic() - started < 3
     assert auth.token_url == ""
 
 
-def test_endpoints_are_discovered_once_and_explicit_ones_are_kept(crypt_key):
+async def test_endpoints_are_discovered_once_and_explicit_ones_are_kept(crypt_key):
     calls = []
 
     class Client:
@@ -124,7 +122,7 @@ def test_endpoints_are_discovered_once_and_explicit_ones_are_kept(crypt_key):
         await asyncio.gather(*(auth.ensure_endpoints() for _ in range(5)))
         await auth.ensure_endpoints()
 
-    run(many())
+    await many()
     assert len(calls) == 1
     assert auth.token_url == "http://iam.test/token"
     assert auth.authorize_url == "http://iam.test/authorize"

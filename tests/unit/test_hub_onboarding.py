@@ -5,8 +5,7 @@ import time
 
 import pytest
 
-from .conftest import FakeHandler, FakeIdP, run
-from .test_hub_authenticator import login, make
+from .conftest import FakeHandler, FakeIdP, log_in, make_authenticator
 
 RECORDER = """
 import sys, time
@@ -26,34 +25,34 @@ def recorder(tmp_path):
     return [sys.executable, str(script), str(calls)], calls
 
 
-def test_a_first_login_runs_the_sync_for_that_sub_and_a_second_does_not(crypt_key, recorder):
+async def test_a_first_login_runs_the_sync_for_that_sub_and_a_second_does_not(crypt_key, recorder):
     command, calls = recorder
-    auth = make(FakeIdP(), onboard_command=command)
-    _, user = run(login(auth, "alice"))
+    auth = make_authenticator(FakeIdP(), onboard_command=command)
+    _, user = await log_in(auth, "alice")
     assert calls.read_text().splitlines() == ["--sub sub-alice"]
-    run(login(auth, "alice", users=[user]))  # her hub account exists: no onboarding again
+    await log_in(auth, "alice", users=[user])  # her hub account exists: no onboarding again
     assert calls.read_text().splitlines() == ["--sub sub-alice"]
 
 
-def test_a_user_outside_the_allowed_groups_is_not_onboarded(crypt_key, recorder):
+async def test_a_user_outside_the_allowed_groups_is_not_onboarded(crypt_key, recorder):
     command, calls = recorder
     idp = FakeIdP(users={"carol": "sub-carol"}, groups={"carol": ["escape/guests"]})
-    auth = make(idp, onboard_command=command)
-    assert run(auth.get_authenticated_user(FakeHandler("carol", ()), None)) is None
+    auth = make_authenticator(idp, onboard_command=command)
+    assert await auth.get_authenticated_user(FakeHandler("carol", ()), None) is None
     assert calls.read_text() == ""
 
 
 @pytest.mark.parametrize("mode", [["exit", "1"], ["slow"]])
-def test_a_failing_or_slow_sync_never_blocks_the_login(crypt_key, recorder, caplog, mode):
+async def test_a_failing_or_slow_sync_never_blocks_the_login(crypt_key, recorder, caplog, mode):
     command, calls = recorder
-    auth = make(FakeIdP(), onboard_command=[*command, *mode], onboard_timeout=1.0)
+    auth = make_authenticator(FakeIdP(), onboard_command=[*command, *mode], onboard_timeout=1.0)
     started = time.monotonic()
-    model, _ = run(login(auth, "alice"))
+    model, _ = await log_in(auth, "alice")
     assert model["name"] == "alice" and "dlaas_first_login" not in model
     assert time.monotonic() - started < 20  # the slow one was cut at the timeout, not waited for
     assert "onboarding:" in caplog.text
 
 
-def test_without_a_command_nothing_runs(crypt_key):
-    model, _ = run(login(make(FakeIdP()), "alice"))
+async def test_without_a_command_nothing_runs(crypt_key):
+    model, _ = await log_in(make_authenticator(FakeIdP()), "alice")
     assert "dlaas_first_login" not in model

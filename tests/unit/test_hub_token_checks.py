@@ -13,7 +13,7 @@ from tornado.httpclient import HTTPClientError
 
 from hub_plugins.token_checks import JWKS, TokenCheckError, check
 
-from .conftest import ISSUER, FakeIdP, new_key, run
+from .conftest import ISSUER, FakeIdP, new_key
 
 
 def token(key, **claims):
@@ -76,20 +76,20 @@ def test_the_error_never_holds_the_token():
     assert tok not in str(e.value) and tok.split(".")[1] not in str(e.value)
 
 
-def test_the_key_set_is_cached_and_fetched_again_once_for_an_unknown_key():
+async def test_the_key_set_is_cached_and_fetched_again_once_for_an_unknown_key():
     idp = FakeIdP()
     keys = JWKS(idp.fetch, lambda: f"{ISSUER}jwk")
-    run(keys.key("k1"))
-    run(keys.key("k1"))
+    await keys.key("k1")
+    await keys.key("k1")
     assert idp.count("/jwk") == 1
     with pytest.raises(TokenCheckError, match="'k9', which the issuer does not publish"):
-        run(keys.key("k9"))
+        await keys.key("k9")
     assert idp.count("/jwk") == 2
 
 
-def test_an_unreachable_key_set_is_a_clear_error():
+async def test_an_unreachable_key_set_is_a_clear_error():
     async def down(request):
         raise HTTPClientError(599)
 
     with pytest.raises(TokenCheckError, match="cannot read the issuer's signing keys \\(HTTP 599\\)"):
-        run(JWKS(down, lambda: f"{ISSUER}jwk").key("k1"))
+        await JWKS(down, lambda: f"{ISSUER}jwk").key("k1")

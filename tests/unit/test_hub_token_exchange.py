@@ -13,7 +13,8 @@ TARGETS = [Target("rucio", "rucio", "openid profile"), Target("eos", "eos", "ope
 
 
 class FakeIdP:
-    """Plays the IdP's token endpoint: a script of answers per audience ('ok', a status code, 'slow', 'garbage')."""
+    """Plays the IdP's token endpoint: a script of answers per audience ('ok', a status code, 'slow', 'refused', or
+    the bytes of a 200 answer's body)."""
 
     def __init__(self, script: dict[str, list]):
         self.script = {k: list(v) for k, v in script.items()}
@@ -32,18 +33,16 @@ class FakeIdP:
         if isinstance(step, int):
             body = json.dumps({"error": "invalid_grant", "error_description": "subject token expired"}).encode()
             raise HTTPClientError(step, response=HTTPResponse(request, step, buffer=_buffer(body)))
-        body = (
-            b"{not json"
-            if step == "garbage"
-            else json.dumps(
-                {
-                    "access_token": f"tok-{audience}",
-                    "expires_in": 600,
-                    "scope": form.get("scope", "openid"),
-                    "token_type": "Bearer",
-                }
-            ).encode()
-        )
+        if isinstance(step, bytes):  # the token endpoint's body as given, e.g. a malformed answer
+            return HTTPResponse(request, 200, buffer=_buffer(step))
+        body = json.dumps(
+            {
+                "access_token": f"tok-{audience}",
+                "expires_in": 600,
+                "scope": form.get("scope", "openid"),
+                "token_type": "Bearer",
+            }
+        ).encode()
         return HTTPResponse(request, 200, buffer=_buffer(body))
 
 
@@ -53,14 +52,10 @@ def _buffer(body: bytes):
     return io.BytesIO(body)
 
 
-def run(coro):
-    return asyncio.new_event_loop().run_until_complete(coro)
-
-
-def test_exchanges_every_target_concurrently_with_iam_parameters():
+async def test_exchanges_every_target_concurrently_with_iam_parameters():
     idp = FakeIdP({"rucio": ["ok"], "eos": ["ok"]})
     before = time.time()
-    result = run(exchange_all(idp.fetch, "http://iam/token", "hub", "secret", "subject", TARGETS))
+    result = await exchange_all(idp.fetch, "http://iam/token", "hub", "secret", "subject", TARGETS)
     assert set(result) == {"rucio", "eos"}
     assert result["rucio"]["access_token"] == "tok-rucio"
     assert result["rucio"]["audience"] == "rucio"
@@ -72,55 +67,79 @@ def test_exchanges_every_target_concurrently_with_iam_parameters():
     assert next(r for r in idp.requests if r["audience"] == "eos")["scope"] == "openid"  # IAM requires a scope
 
 
-def test_a_5xx_is_retried_with_backoff_then_succeeds():
+async def test_a_5xx_is_retried_with_backoff_then_succeeds():
     idp = FakeIdP({"rucio": [502, 503, "ok"]})
-    result = run(
-        exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], retries=2, backoff=0.01)
+    result = await exchange_one(
+        idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], retries=2, backoff=0.01
     )
     assert result["access_token"] == "tok-rucio"
     assert len(idp.requests) == 3
 
 
-def test_retries_are_bounded():
+async def test_retries_are_bounded():
     idp = FakeIdP({"rucio": ["refused", "refused", "refused", "ok"]})
     with pytest.raises(ExchangeError, match="unreachable") as e:
-        run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], retries=2, backoff=0.01))
+        await exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], retries=2, backoff=0.01)
     assert e.value.retryable
     assert len(idp.requests) == 3
 
 
-def test_a_slow_idp_times_out_and_counts_as_retryable():
+async def test_a_slow_idp_times_out_and_counts_as_retryable():
     idp = FakeIdP({"rucio": ["slow", "slow"]})
     started = time.monotonic()
     with pytest.raises(ExchangeError) as e:
-        run(
-            exchange_one(
-                idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], timeout=0.1, retries=1, backoff=0.01
-            )
+        await exchange_one(
+            idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], timeout=0.1, retries=1, backoff=0.01
         )
     assert e.value.retryable
     assert time.monotonic() - started < 2
 
 
-def test_a_4xx_is_final_and_says_why():
+async def test_a_4xx_is_final_and_says_why():
     idp = FakeIdP({"rucio": [400, "ok"]})
     with pytest.raises(ExchangeError, match="refused \\(400\\) subject token expired") as e:
-        run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], backoff=0.01))
+        await exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], backoff=0.01)
     assert not e.value.retryable
     assert len(idp.requests) == 1
 
 
-@pytest.mark.parametrize("answer", ["garbage"])
-def test_a_malformed_answer_is_an_error_not_a_token(answer):
-    idp = FakeIdP({"rucio": [answer]})
-    with pytest.raises(ExchangeError, match="malformed"):
-        run(exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0]))
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[]",
+        b'{"token_type": "Bearer", "expires_in": 600}',
+        b'{"access_token": "", "expires_in": 600}',
+        b'{"access_token": ["tok"], "expires_in": 600}',
+        b'{"access_token": "tok"}',
+        b'{"access_token": "tok", "expires_in": "soon"}',
+        b'{"access_token": "tok", "expires_in": 0}',
+        b'{"access_token": "tok", "expires_in": -60}',
+    ],
+    ids=[
+        "not-json",
+        "not-an-object",
+        "no-token",
+        "empty-token",
+        "token-not-a-string",
+        "no-expiry",
+        "expiry-not-a-number",
+        "already-expired",
+        "negative-expiry",
+    ],
+)
+async def test_a_malformed_answer_is_an_error_not_a_token(body):
+    idp = FakeIdP({"rucio": [body, "ok"]})
+    with pytest.raises(ExchangeError, match="the IdP returned a malformed answer") as e:
+        await exchange_one(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS[0], backoff=0.01)
+    assert not e.value.retryable
+    assert len(idp.requests) == 1  # final: not retried
 
 
-def test_one_failing_target_fails_the_whole_set():
+async def test_one_failing_target_fails_the_whole_set():
     idp = FakeIdP({"rucio": ["ok"], "eos": [400]})
     with pytest.raises(ExchangeError, match="'eos'"):
-        run(exchange_all(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS, backoff=0.01))
+        await exchange_all(idp.fetch, "http://iam/token", "hub", "s", "subject", TARGETS, backoff=0.01)
 
 
 @pytest.mark.parametrize(

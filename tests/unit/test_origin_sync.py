@@ -6,7 +6,9 @@ from types import SimpleNamespace
 import pytest
 
 from dlaas_xcache.allow_list import Origin
-from dlaas_xcache.origin_sync import AllowList, SyncError, main, origins_of, update_kubernetes, write_file
+from dlaas_xcache.cric import AllowList, SyncError, origins_of
+from dlaas_xcache.origin_sync import main
+from dlaas_xcache.targets import update_kubernetes, write_file
 
 
 def doma(**rses):

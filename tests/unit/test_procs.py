@@ -8,7 +8,10 @@ import time
 
 import pytest
 
-from devstack.procs import Process, ServiceError, ensure_port_free, stop_pidfile, tcp_ready, write_pidfile
+from devstack.pidfiles import write_pidfile
+from devstack.ports import ensure_port_free, tcp_ready
+from devstack.procs import Process, stop_pidfile
+from devstack.service import ServiceError
 
 
 def _alive(pid: int) -> bool:

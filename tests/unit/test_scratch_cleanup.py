@@ -1,11 +1,12 @@
 """Scratch cleanup: old files and empty folders go, recent ones stay, symlinks are never followed."""
 
+import argparse
 import os
 import time
 
 import pytest
 
-from singleuser.scratch_cleanup import cleanup, main
+from singleuser.scratch_cleanup import cleanup, main, parse_age
 
 DAY = 86400
 
@@ -141,3 +142,14 @@ def test_dry_run_counts_the_folders_that_would_become_empty(tmp_path):
     _age(tmp_path / "old", 5)
     assert cleanup(tmp_path, 2 * DAY, dry_run=True) == {"files": 1, "dirs": 1, "bytes": 1}
     assert (tmp_path / "old" / "f").exists()
+
+
+@pytest.mark.parametrize("text, seconds", [("3600", 3600), ("90s", 90), ("30m", 1800), ("48h", 172800), ("2d", 172800)])
+def test_max_age_is_read_as_datalakectl_reads_durations(text, seconds):
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "0", "-2d", "2 days", "1.5h", "2D"])
+def test_a_max_age_that_is_not_a_positive_duration_is_refused_with_examples(text):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"use a positive duration such as 3600, 30m, 12h or 2d"):
+        parse_age(text)

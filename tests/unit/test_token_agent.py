@@ -15,8 +15,9 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from dlaas_fs.atomic import write_secret_file
 from singleuser.token_agent import TokenAgent, TokenAPIError
-from singleuser.token_files import eos_token_line, write_private_file, write_secret_file
+from singleuser.token_files import eos_token_line, write_private_file
 
 
 def test_secret_file_is_0600_without_newline_and_replaced_atomically(tmp_path):

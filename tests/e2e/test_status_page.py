@@ -1,0 +1,80 @@
+"""The operators' status page in a real headless Chromium against the local data lake: the IAM operator `admin` logs
+in and sees alice's running server, how long her Data Lake tokens last, and the upload she just made among the rules
+in flight; alice gets 403. A screenshot is saved under test-artifacts/ (the CI keeps it)."""
+
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from devstack.rucio_seed import DESTINATION_RSE
+from devstack.settings import VENVS
+
+from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Network, log_in
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def browser():
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def logged_in(browser, hub, username, password, network=None):
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(60_000)
+    if network is not None:
+        network.watch(page)
+    log_in(page, hub.url, username, password)
+    page.wait_for_url(lambda url: url.startswith(hub.url))  # back from IAM: the spawn page, or a running server
+    return page
+
+
+def upload(alice_env, tmp_path) -> None:
+    folder = Path(alice_env["DLAAS_SCRATCH_MOUNT"]) / uuid.uuid4().hex[:8]
+    folder.mkdir(parents=True)
+    (folder / "result.txt").write_bytes(b"histogram\n" * 500)
+    done = subprocess.run(
+        [str(VENVS / "singleuser" / "bin" / "datalakectl"), "upload", str(folder), "--rse", DESTINATION_RSE]
+        + ["--dataset", f"status-{folder.name}", "--name-prefix", f"{folder.name}-"],
+        env={**alice_env, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=alice_env["DLAAS_SCRATCH_MOUNT"],
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_operator_sees_alices_server_her_token_freshness_and_the_upload_rules(browser, hub, alice_env, tmp_path):
+    upload(alice_env, tmp_path)
+    network = Network()
+    page = logged_in(browser, hub, "admin", "admin-pass", network)
+    network.failed.clear()  # the login's own pages are not this test's
+    answer = page.goto(f"{hub.url}/hub/dlaas/status")
+    assert answer.status == 200
+    expect(page.get_by_role("heading", name="Data Lake service status")).to_be_visible()
+    alice = page.locator('#token-freshness tr[data-user="alice"]')
+    expect(alice).to_contain_text("(default)")  # her running server
+    expect(alice).to_contain_text(re.compile(r"\d+ (s|min|h)"))  # time left of her tokens, never a token
+    expect(page.locator("#rules-in-flight")).to_have_text(re.compile(r"^\s*\d+\s*$"))  # read from the registrar
+    assert int(page.locator("#users-with-servers").inner_text()) >= 1
+    page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+    assert "eyJ" not in page.content()  # no JWT on the page
+    assert network.problems() == []  # every request of the page answered, none left loopback
+
+
+def test_alice_gets_403_on_the_status_page(browser, hub, alice_env):
+    page = logged_in(browser, hub, "alice", "alice-pass")
+    answer = page.goto(f"{hub.url}/hub/dlaas/status")
+    assert answer.status == 403
+    page.screenshot(path=str(ARTIFACTS / "status-page-403-alice.png"))
