@@ -19,9 +19,10 @@ import subprocess
 import sys
 import time
 
-from devstack.procs import Process, Service
+from devstack.procs import Process
+from devstack.service import Service
 from devstack.settings import MAIN_PYTHON, REPO, Settings
-from singleuser.token_files import write_secret_file
+from dlaas_fs.atomic import write_secret_file
 
 SYNC_CLIENT = "dlaas-account-sync"
 GROUPS = ("escape/users",)

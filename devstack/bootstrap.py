@@ -43,7 +43,9 @@ NODE_MAJOR_MIN = 20
 
 RUCIO_SERVER_PACKAGES = ["rucio==41.5.1", "gunicorn", "psycopg[binary]"]
 # The users' environment (the "base" profile locally; the singleuser image on Kubernetes).
-SINGLEUSER_PACKAGES = ["jupyterhub==6.1.1", "jupyterlab", "rucio-jupyterlab==41.0.0", "rucio-clients==41.5.1"]
+# The users' servers: the project's `notebook` (JupyterHub single-user server, JupyterLab, the Rucio extension) and
+# `singleuser` (rucio-clients, datalakectl) extras, as the singleuser images install them.
+SINGLEUSER_EXTRAS = "notebook,singleuser"
 
 
 class BootstrapError(SystemExit):
@@ -169,13 +171,12 @@ def install_environment_files(prefix: Path) -> None:
 def singleuser_venv() -> None:
     constraints = REPO / "devstack" / "singleuser-constraints.txt"
     fixes = REPO / "singleuser" / "rucio_jupyterlab_fixes.py"
-    key = digest(constraints, REPO / "pyproject.toml", fixes, " ".join(SINGLEUSER_PACKAGES))
+    key = digest(constraints, REPO / "pyproject.toml", fixes, SINGLEUSER_EXTRAS)
     python = VENVS / "singleuser" / "bin" / "python"
     if not (stamped("singleuser", key) and (VENVS / "singleuser" / "bin" / "jupyterhub-singleuser").exists()):
         python = ensure_venv(VENVS / "singleuser")
         log("installing JupyterLab + rucio-jupyterlab into .venvs/singleuser")
-        pip_install(python, ["-c", str(constraints), *SINGLEUSER_PACKAGES])
-        pip_install(python, ["--no-deps", "-e", str(REPO)])
+        pip_install(python, ["-c", str(constraints), "-e", f"{REPO}[{SINGLEUSER_EXTRAS}]"])
         # The fixes (docs/rucio-jupyterlab.md) go onto pristine files: reinstall the extension, then apply them.
         pip_install(python, ["--no-deps", "--force-reinstall", "-c", str(constraints), "rucio-jupyterlab"])
         run([str(python), "-m", "singleuser.rucio_jupyterlab_fixes"], stdout=subprocess.DEVNULL)

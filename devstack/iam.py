@@ -23,13 +23,15 @@ import shutil
 import time
 from pathlib import Path
 
-from devstack.procs import Process, Service, ServiceError, ensure_port_free, http_ready
+from devstack.ports import ensure_port_free, http_ready
+from devstack.procs import Process
+from devstack.service import Service, ServiceError
 from devstack.settings import NODE_MODULES, REPO, Settings
-from singleuser.token_files import write_secret_file
+from dlaas_fs.atomic import write_secret_file
+from hub_plugins.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE
 
 SERVER_JS = REPO / "devstack" / "iam" / "server.js"
 USERS_FILE = REPO / "devstack" / "iam" / "users.json"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 CLIENT_CREDENTIALS = "client_credentials"
 PROFILES = ("iam", "wlcg")
 BASE_SCOPES = ("openid", "profile", "email", "offline_access")

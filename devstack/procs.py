@@ -16,11 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from devstack.pidfiles import pid_alive, proc_stat, read_pidfile, same_process, write_pidfile
-from devstack.ports import ensure_port_free as ensure_port_free  # re-export: devstack/iam.py imports it from here
-from devstack.ports import http_ready as http_ready  # re-export: devstack/iam.py imports it from here
-from devstack.service import Service as Service  # re-export: devstack/iam.py and account_sync.py import it here
 from devstack.service import ServiceError
-from dlaas_fs.secret_files import kept_secret as kept_secret  # re-export: devstack/rucio_seed.py imports it here
 
 
 class Process:

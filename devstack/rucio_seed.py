@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.higgs_sample import file_name as higgs_file_name
+from devstack.iam import USERS_FILE
 from devstack.settings import REPO, VENVS, Settings
-
-USERS_FILE = REPO / "devstack" / "iam" / "users.json"
 
 REPLICA_RSE = "EULAKE-1"
 DESTINATION_RSE = "DESY-DCACHE"
@@ -170,7 +169,7 @@ def ensure_xrootd(settings: Settings, client) -> None:
 
 def registrar_password(server) -> str:
     """The registration service's Rucio password (userpass), kept 0600 in the Rucio state directory."""
-    from devstack.procs import kept_secret
+    from dlaas_fs.secret_files import kept_secret
 
     return kept_secret(server.dir / "registrar-password", 24)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dlaas_fs.atomic import replace_in
-from dlaas_fs.atomic import write_secret_file as write_secret_file  # modules not yet moved to dlaas_fs import it here
 from singleuser.private_dirs import open_private_dir, refusal
 
 

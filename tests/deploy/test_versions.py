@@ -97,14 +97,13 @@ def test_a_chart_and_hub_image_of_different_releases_fail(deploy, tmp_path, vers
 
 
 JUPYTERHUB_PIN = re.compile(r"(?<![\w-])jupyterhub==([\w.]+)", re.I)
-# Every file that names the JupyterHub release: the hub and registrar extras, the user servers' notebook extra, both
-# constraint files and the local user environment (devstack/bootstrap.py). The hub and a user's server speak one
-# JupyterHub API version, so they must agree.
+# Every file that names the JupyterHub release: pyproject's `jupyterhub` extra (which the hub, registrar and notebook
+# extras use) and the two constraint files, the lock files of the main and the users' environments. The hub and a
+# user's server speak one JupyterHub API version, so they must agree.
 JUPYTERHUB_PINNED_IN = [
     "pyproject.toml",
     "constraints.txt",
     "devstack/singleuser-constraints.txt",
-    "devstack/bootstrap.py",
 ]
 
 
@@ -119,6 +118,7 @@ def test_jupyterhub_is_pinned_to_one_release_everywhere():
     pins = jupyterhub_pins(texts)
     for name in JUPYTERHUB_PINNED_IN:
         assert pins[name], f"{name} no longer pins jupyterhub: drop it from JUPYTERHUB_PINNED_IN or pin it again"
+    assert len(JUPYTERHUB_PIN.findall(texts["pyproject.toml"])) == 1, "pyproject names JupyterHub once (its extra)"
     releases = set().union(*pins.values())
     assert len(releases) == 1, {name: sorted(found) for name, found in pins.items() if found}
 
