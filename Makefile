@@ -35,7 +35,7 @@ endif
 ## Unit tests and deployment checks only: no services, no system packages; for iterating.
 test-fast:
 	$(PYTHON) -m devstack.bootstrap --fast
-	$(VENV_PY) -m pytest $(FAST_TESTS) $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest -n auto $(FAST_TESTS) $(PYTEST_ARGS)
 
 ## ruff, yamllint, workflow schema, hadolint and helm lint over the whole tree (.pre-commit-config.yaml); checks only.
 lint:

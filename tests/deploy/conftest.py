@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from devstack.deploy_tools import ensure
-from devstack.settings import MAIN_PYTHON, REPO
+from devstack.settings import REPO
+from tests.deploy.warm_python import run_script
 from tests.deploy.z2jh_hub import deep_merge  # noqa: F401 - Helm/Flux values merge, used by the tests
 
 HERE = Path(__file__).resolve().parent
@@ -122,12 +123,12 @@ def user_pods_report(
     """The user pods the real KubeSpawner makes of `values`, per user and profile (tests/deploy/user_pods.py)."""
     path = tmp_path / "values.json"
     path.write_text(json.dumps(values))
-    argv = [str(MAIN_PYTHON), str(HERE / "user_pods.py"), str(path), "--chart-version", chart]
+    args = [str(path), "--chart-version", chart]
     for user in users:
-        argv += ["--user", user]
+        args += ["--user", user]
     if user_options is not None:
-        argv += ["--user-options", json.dumps(user_options)]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=REPO, env={"PATH": "/usr/bin:/bin"})
+        args += ["--user-options", json.dumps(user_options)]
+    r = run_script(HERE / "user_pods.py", args, env={"PATH": "/usr/bin:/bin"}, cwd=REPO, timeout=300)
     try:
         report = json.loads(r.stdout)
     except ValueError:
@@ -159,14 +160,7 @@ def hub_config_report(values: dict, tmp_path: Path) -> tuple[int, dict, str]:
     path = tmp_path / "values.json"
     path.write_text(json.dumps(values))
     env_secret = {"JUPYTERHUB_CRYPT_KEY": "ab" * 32, "OAUTH_CLIENT_SECRET": "not-a-real-secret"}
-    r = subprocess.run(
-        [str(MAIN_PYTHON), str(HERE / "hub_config_check.py"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", **env_secret},
-    )
+    r = run_script(HERE / "hub_config_check.py", [path], env={"PATH": "/usr/bin:/bin", **env_secret}, cwd=REPO)
     try:
         report = json.loads(r.stdout)
     except ValueError:

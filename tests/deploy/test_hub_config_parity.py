@@ -6,15 +6,15 @@ server answer timeout, token lifetime cap and SQLite tuning (tests/deploy/hub_ef
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from devstack.hub import LocalHub, register_hub_client
 from devstack.iam import DevIAM
 from devstack.ports import free_port
-from devstack.settings import MAIN_PYTHON, REPO, Settings
+from devstack.settings import REPO, Settings
 from tests.deploy.conftest import ENVS, FLUX, HERE, deep_merge, docs, release_values
+from tests.deploy.warm_python import run_script
 
 #: What hub_plugins.hub_config.configure makes equal everywhere (hub_effective.py reports them).
 SHARED = (
@@ -46,14 +46,7 @@ apply_values(c, json.loads({values!r}), namespace="dlaas")
 
 def effective(config_file, **env) -> dict:
     secrets = {"JUPYTERHUB_CRYPT_KEY": "ab" * 32, "OAUTH_CLIENT_SECRET": "not-a-real-secret"}
-    r = subprocess.run(
-        [str(MAIN_PYTHON), str(HERE / "hub_effective.py"), str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", **secrets, **env},
-    )
+    r = run_script(HERE / "hub_effective.py", [config_file], env={"PATH": "/usr/bin:/bin", **secrets, **env}, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout)
 

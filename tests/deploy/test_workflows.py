@@ -137,7 +137,8 @@ def test_make_test_fast_needs_no_service_and_no_system_package():
     commands = make_dry_run("test-fast")
     assert commands[0].endswith("-m devstack.bootstrap --fast")
     pytest_argv = shlex.split(next(c for c in commands if " -m pytest" in c))
-    assert pytest_argv[pytest_argv.index("pytest") + 1 :] == ["tests/unit", "tests/deploy"]
+    # spread over the cores; only the unit tests and the deployment checks
+    assert pytest_argv[pytest_argv.index("pytest") + 1 :] == ["-n", "auto", "tests/unit", "tests/deploy"]
 
 
 def test_make_lint_runs_every_hook_on_every_file():
