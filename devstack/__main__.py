@@ -1,4 +1,10 @@
-"""`python -m devstack up|down|status`: run the local data lake in the foreground, stop it, or show it."""
+"""`python -m devstack up|down|status`: run the local data lake in the foreground, stop it, or show it.
+
+`up` runs a supervised stack (devstack.supervision): a service that dies is restarted with back-off and the stack
+stays up; only a service restarted too often, or one that cannot start again, stops everything, with the last lines
+of its log. Users' servers are not the hub's children for good: they outlive a hub restart and `down` stops them
+by their pidfiles like every other service.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     if pidfile_running(supervisor):
         print(f"the local data lake is already running (pidfile {supervisor}); `make down` stops it", file=sys.stderr)
         return 1
-    stack = Stack(settings, full_seed=not args.small)
+    stack = Stack(settings, full_seed=not args.small, supervised=True)
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
@@ -32,6 +38,15 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
         write_pidfile(supervisor, os.getpid(), _self_argv(), group=False)
         print(stack.summary(), flush=True)
         while True:
+            for event in stack.supervisor.check():
+                if event.gave_up:
+                    print(
+                        f"[devstack] {event.name} keeps dying ({event.restarts} restarts); stopping everything. "
+                        f"The end of {settings.log_dir / (event.name + '.log')}:\n{event.log_tail}",
+                        file=sys.stderr,
+                    )
+                    return 1
+                print(f"[devstack] {event.name} died and was restarted (pid {event.pid})", file=sys.stderr, flush=True)
             dead = stack.dead()
             if dead:
                 print(
@@ -69,7 +84,11 @@ def _down(settings: Settings) -> int:
     supervisor = run_dir / "devstack.pid"
     if supervisor.exists() and stop_pidfile(supervisor, timeout=60):
         stopped.append("devstack")
-    # Whatever a crashed supervisor left behind: each service's own pidfile.
+    # Whatever a crashed `devstack up` left behind: supervisord first (it would restart the others), then each
+    # service's own pidfile, users' servers included.
+    keeper = run_dir / "supervisord.pid"
+    if keeper.exists() and stop_pidfile(keeper, timeout=60):
+        stopped.append("supervisord")
     for pidfile in sorted(run_dir.glob("*.pid")) if run_dir.exists() else []:
         if stop_pidfile(pidfile):
             stopped.append(pidfile.stem)

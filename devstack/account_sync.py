@@ -6,8 +6,9 @@ into <state>/account-sync (0600): nothing secret on a command line or in an envi
 the real command once (tests); `start()` runs it every `every` seconds in the background until `stop()`, which ends
 it by PID.
 
-Wiring into the stack (devstack.stack.Stack, after the seed): `register_sync_client(self.iam)` next to the hub's
-client, then `self._add("account sync", AccountSync(s, self.iam, self.rucio), progress)`.
+In the stack (devstack.stack.Stack): the client is registered with the hub's, `prepare()` runs after Rucio's seed,
+the `sync` part (`make up`) runs it every ten minutes writing its metrics file, and the hub runs `onboard_command`
+for a member's first login.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from devstack.procs import Process
 from devstack.service import Service
@@ -33,6 +35,13 @@ def register_sync_client(iam) -> dict:
     from devstack.iam import SCIM_READ
 
     return iam.add_client(SYNC_CLIENT, client_credentials=True, scopes=[SCIM_READ])
+
+
+def onboard_command(settings: Settings, iam) -> list[str]:
+    """The hub's EscapeIAMAuthenticator.onboard_command: this sync for one user (the hub appends `--sub`), with the
+    credentials the stack prepared (AccountSync.prepare, at Rucio's seed); RUCIO_CONFIG names a file, no secret."""
+    sync = AccountSync(settings, iam, None)
+    return ["/usr/bin/env", f"RUCIO_CONFIG={sync.rucio_config}", *sync.argv()]
 
 
 def default_limits() -> dict[str, int]:
@@ -53,6 +62,7 @@ class AccountSync(Service):
         groups=GROUPS,
         limits: dict[str, int] | None = None,
         max_changes: int = 10,
+        metrics_file: Path | None = None,
     ):
         self.settings = settings
         self.iam = iam
@@ -61,6 +71,7 @@ class AccountSync(Service):
         self.groups = tuple(groups)
         self.limits = default_limits() if limits is None else limits
         self.max_changes = max_changes
+        self.metrics_file = metrics_file  # the periodic runs' metrics (devstack.prometheus reads it)
         self.dir = settings.state_dir / "account-sync"
         self.process: Process | None = None
 
@@ -115,9 +126,10 @@ class AccountSync(Service):
 
     def start(self) -> AccountSync:
         self.prepare()
+        metrics = ("--metrics-file", str(self.metrics_file)) if self.metrics_file else ()
         self.process = Process(
             "account-sync",
-            [str(MAIN_PYTHON), "-m", "devstack.account_sync", "--every", str(self.every), "--", *self.argv()],
+            [str(MAIN_PYTHON), "-m", "devstack.account_sync", "--every", str(self.every), "--", *self.argv(*metrics)],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,
             env=self.env(),

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,6 +35,9 @@ APT_UP = {
     "xrootd-server-plugins": "/usr/share/doc/xrootd-server-plugins",
     "xrootd-client": "/usr/bin/xrdcp",
     "iproute2": "/usr/sbin/ip",
+    # The local Prometheus, and node-exporter's textfile collector for the account sync's metrics
+    "prometheus": "/usr/bin/prometheus",
+    "prometheus-node-exporter": "/usr/bin/prometheus-node-exporter",
 }
 APT_TEST = {
     "chromium": "/usr/bin/chromium",  # the end-to-end tests drive it with Playwright (no browser download)
@@ -161,6 +165,7 @@ def install_environment_files(prefix: Path) -> None:
     copies = {
         REPO / "singleuser" / "ipython_kernel_config.py": prefix / "etc" / "ipython" / "ipython_kernel_config.py",
         REPO / "singleuser" / "lab_overrides.json": prefix / "share/jupyter/lab/settings/overrides.d/dlaas.json",
+        REPO / "singleuser" / "dask.yaml": prefix / "etc" / "dask" / "dlaas.yaml",  # Dask Gateway clients
     }
     for source, target in copies.items():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -202,17 +207,25 @@ KERNEL_ROOT_PACKAGES = [
 ]
 
 
+def project_extra(name: str) -> list[str]:
+    """The requirements of one pyproject.toml extra, for environments that install packages, not the project."""
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return list(tomllib.load(f)["project"]["optional-dependencies"][name])
+
+
 def kernel_root_venv() -> None:
-    """The ROOT profile's kernels: "Python 3 (ROOT)" and "ROOT C++", with "Add to Notebook" and the demo notebooks."""
+    """The ROOT profile's kernels: "Python 3 (ROOT)" and "ROOT C++", with "Add to Notebook" and the demo notebooks;
+    Dask (the `dask` extra) so that its notebooks start Dask Gateway clusters whose workers run this environment."""
     prefix = VENVS / "kernel-root"
     constraints = REPO / "devstack" / "kernel-root-constraints.txt"
-    key = digest(constraints, REPO / "pyproject.toml", " ".join(KERNEL_ROOT_PACKAGES))
+    packages = [*KERNEL_ROOT_PACKAGES, *project_extra("dask")]
+    key = digest(constraints, REPO / "pyproject.toml", " ".join(packages))
     kernels = prefix / "share" / "jupyter" / "kernels"
     python = prefix / "bin" / "python"
     if not (stamped("kernel-root", key) and (kernels / "dlaas-root").exists() and (kernels / "root").exists()):
         python = ensure_venv(prefix)
         log("installing ROOT, uproot and the ROOT kernels into .venvs/kernel-root (a 250 MB download the first time)")
-        pip_install(python, ["-c", str(constraints), *KERNEL_ROOT_PACKAGES])
+        pip_install(python, ["-c", str(constraints), *packages])
         # The kernel side of "Add to Notebook" (rucio_jupyterlab.kernels.ipython needs only ipykernel) and ours
         # (singleuser.root_kernel); the server side runs in .venvs/singleuser.
         pip_install(python, ["--no-deps", "-c", str(constraints), "rucio-jupyterlab"])

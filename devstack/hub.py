@@ -5,6 +5,12 @@ LocalHub writes its own settings as traitlets configuration, keyed by class and 
 configuration, into <state>/hub/hub-settings.json; devstack/jupyterhub_config.py loads it and applies
 hub_plugins.hub_config.configure over it, as the z2jh values do over theirs.
 
+The hub's proxy (configurable-http-proxy) runs as a service of its own, as z2jh's proxy pod does, and user servers run
+in sessions of their own with `cleanup_servers` off: a hub that restarts (killed, upgraded, stopped for a while)
+leaves the users' servers running and reachable through the proxy, and finds them again from its database (the
+spawner's pid and start time, devstack.local_spawner). The servers' pidfiles are in <state>/run, so `stop()` and
+`make down` still stop them, by PID, after the hub.
+
 Hub secrets (cookie secret, JUPYTERHUB_CRYPT_KEY, the IAM client secret) are generated into <state>/hub with
 mode 0600; the crypt key reaches the hub through its environment, as JupyterHub expects. They are the hub's own
 secrets: no user token is ever put in an environment variable.
@@ -16,8 +22,11 @@ import json
 import os
 from pathlib import Path
 
-from devstack.ports import ensure_port_free, free_port, http_ready
-from devstack.procs import Process
+from devstack import dask_gateway
+from devstack.account_sync import onboard_command
+from devstack.ports import ensure_port_free, free_port, http_ready, tcp_ready
+from devstack.procs import Process, stop_pidfile
+from devstack.prometheus import scrape_service
 from devstack.registrar import PREFIX as REGISTRAR_PREFIX
 from devstack.registrar import hub_service as registrar_service
 from devstack.service import Service, ServiceError
@@ -78,6 +87,7 @@ class LocalHub(Service):
         auth_refresh_age: int = 60,
         extra: dict | None = None,
         registrar: bool = False,
+        dask_gateway: bool = False,
         sqlite_wal: bool = True,
         pure_python_http: bool = False,
     ):
@@ -85,6 +95,7 @@ class LocalHub(Service):
         # Whether the registration service runs beside this hub: JupyterHub waits up to 30 s at start for every
         # service it knows, so it is announced only when it is there.
         self.registrar = registrar
+        self.dask_gateway = dask_gateway  # the same for Dask Gateway (devstack.dask_gateway)
         self.iam = iam
         self.rucio_url = rucio_url
         self.port = settings.hub_port if port is None else port
@@ -99,6 +110,8 @@ class LocalHub(Service):
         self.pure_python_http = pure_python_http
         self.dir = settings.state_dir / "hub"
         self.process: Process | None = None
+        self.proxy_process: Process | None = None
+        self.proxy_api_port = self.hub_api_port = 0  # chosen by start(), kept across restarts of the processes
 
     @property
     def url(self) -> str:
@@ -118,15 +131,17 @@ class LocalHub(Service):
         own = {
             "JupyterHub": {
                 "bind_url": self.url,
-                "hub_bind_url": f"http://127.0.0.1:{free_port()}",
+                "hub_bind_url": f"http://127.0.0.1:{self.hub_api_port or free_port()}",
                 "db_url": f"sqlite:///{self.dir / 'jupyterhub.sqlite'}",
                 "cookie_secret_file": str(self.dir / "cookie_secret"),
-                "cleanup_servers": True,
+                # Users' servers outlive the hub (a restart or an upgrade must not stop them): it reconnects.
+                "cleanup_servers": False,
                 "spawner_class": "devstack.local_spawner.ProfilesLocalProcessSpawner",
             },
+            # The proxy is a service of its own (start()): the hub only talks to its API.
             "ConfigurableHTTPProxy": {
-                "api_url": f"http://127.0.0.1:{free_port()}",
-                "command": [str(NODE_MODULES / ".bin" / "configurable-http-proxy")],
+                "api_url": f"http://127.0.0.1:{self.proxy_api_port or free_port()}",
+                "should_start": False,
             },
             "Authenticator": {"auth_refresh_age": self.auth_refresh_age},
             "EscapeIAMAuthenticator": {
@@ -144,6 +159,8 @@ class LocalHub(Service):
                     "eos": {"audience": "eos", "scope": "openid profile"},
                 },
                 "refresh_margin": self.refresh_margin,
+                # A member's first login runs the account sync for her (devstack.account_sync), with Rucio behind.
+                "onboard_command": onboard_command(self.settings, self.iam) if self.rucio_url else [],
             },
             "Spawner": {
                 "cmd": [str(SINGLEUSER)],
@@ -151,7 +168,11 @@ class LocalHub(Service):
                 "start_timeout": 60,
             },
             "SimpleLocalProcessSpawner": {"home_dir_template": str(homes / "{username}")},
-            "ProfilesLocalProcessSpawner": {"profiles": PROFILES, "scratch_dir_template": scratch},
+            "ProfilesLocalProcessSpawner": {
+                "profiles": PROFILES,
+                "scratch_dir_template": scratch,
+                "pidfile_dir": str(self.settings.run_dir),
+            },
             "DataLakeEnvironment": {
                 "token_dir": token_dir_template(self.settings.state_dir),
                 "rucio_base_url": self.rucio_url,
@@ -171,8 +192,14 @@ class LocalHub(Service):
         config = _merged(own, self.extra)
         config["JupyterHub"]["services"] = [
             *([registrar_service(self.settings)] if self.registrar else []),
+            *([dask_gateway.hub_service(self.settings)] if self.dask_gateway else []),
+            scrape_service(self.settings),  # the local Prometheus' token; hub_roles gives it read:metrics
             *self.extra.get("JupyterHub", {}).get("services", []),
         ]
+        config["JupyterHub"]["load_roles"] = list(config["JupyterHub"].get("load_roles", []))
+        if self.dask_gateway:  # its role (read:servers) comes from hub_plugins.hub_roles, as in production
+            address, proxy_address = dask_gateway.client_addresses(self.settings)
+            config["DataLakeEnvironment"].update(dask_gateway_address=address, dask_gateway_proxy_address=proxy_address)
         return config
 
     def start(self) -> LocalHub:
@@ -183,6 +210,7 @@ class LocalHub(Service):
             raise ServiceError("configurable-http-proxy is not installed: run `make up`")
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         kept_secret(self.dir / "cookie_secret")
+        self.proxy_api_port, self.hub_api_port = free_port(), free_port()
         settings_file = self.dir / "hub-settings.json"
         write_secret_file(
             settings_file,
@@ -198,17 +226,60 @@ class LocalHub(Service):
             CONFIGPROXY_AUTH_TOKEN=kept_secret(self.dir / "proxy_token"),
             PATH=f"{Path(MAIN_PYTHON).parent}:{env.get('PATH', '/usr/bin:/bin')}",
         )
-        self.process = Process(
-            "jupyterhub",
-            [str(MAIN_PYTHON), "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+        self.proxy_process = Process(
+            "jupyterhub-proxy",
+            [
+                str(NODE_MODULES / ".bin" / "configurable-http-proxy"),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--api-ip",
+                "127.0.0.1",
+                "--api-port",
+                str(self.proxy_api_port),
+                "--error-target",
+                f"http://127.0.0.1:{self.hub_api_port}/hub/error",
+            ],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,
-            ready=http_ready(f"{self.url}/hub/health", ok_below=300),
-            env=env,
+            ready=tcp_ready("127.0.0.1", self.proxy_api_port),
+            env={k: env[k] for k in ("PATH", "CONFIGPROXY_AUTH_TOKEN")},
             cwd=self.dir,
-            timeout=60,
+            timeout=30,
         ).start()
+        try:
+            self.process = Process(
+                "jupyterhub",
+                [str(MAIN_PYTHON), "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+                run_dir=self.settings.run_dir,
+                log_dir=self.settings.log_dir,
+                ready=http_ready(f"{self.url}/hub/health", ok_below=300),
+                env=env,
+                cwd=self.dir,
+                timeout=60,
+            ).start()
+        except BaseException:
+            self.proxy_process.stop()
+            self.proxy_process = None
+            raise
         return self
+
+    def alive(self) -> bool:
+        return super().alive() and self.proxy_process is not None and self.proxy_process.alive()
+
+    def server_pidfiles(self) -> list[Path]:
+        """The pidfiles of the users' servers this hub started (devstack.local_spawner writes them)."""
+        return sorted(self.settings.run_dir.glob("user-*.pid"))
+
+    def stop(self) -> None:
+        """The hub, then its users' servers (they outlive a hub restart, not the stack), then the proxy; by PID."""
+        super().stop()
+        for pidfile in self.server_pidfiles():
+            stop_pidfile(pidfile)
+        if self.proxy_process is not None:
+            self.proxy_process.stop(timeout=self.stop_timeout)
+            self.proxy_process = None
 
 
 def _merged(base: dict, over: dict) -> dict:

@@ -2,16 +2,26 @@
 
 On Kubernetes, KubeSpawner's profileList chooses an image (see flux/); locally a profile chooses which Jupyter
 kernels the server offers and which one is the default, e.g. "ROOT files" adds a kernel with uproot and awkward.
+
+Users' servers outlive a hub restart, as pods do under z2jh: the hub runs with `cleanup_servers` off, and a restarted
+hub finds each server again from the state it saved (the PID, which JupyterHub's local spawner keeps, plus the
+process's start time, kept here so that a recycled PID or a dead server's zombie is never taken for the server).
+With `pidfile_dir` each server also leaves a pidfile there (devstack.pidfiles), by which `make down` and the stack
+stop it even when no hub runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
+import time
+from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
-from traitlets import List, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default
 
+from devstack.pidfiles import same_process, start_time, write_pidfile
 from singleuser import contract
 
 
@@ -29,6 +39,65 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
         On Kubernetes the volume's subPath creates it.""",
     )
 
+    pidfile_dir = Unicode(
+        "",
+        config=True,
+        help="""Directory where each server leaves a pidfile (user-<name>.pid: PID and start time), by which the
+        local stack stops servers that outlived the hub. Empty: no pidfiles.""",
+    )
+
+    ready_poll_interval = Float(
+        0.1,
+        config=True,
+        help="""Seconds between two looks, inside start(), at whether the new server accepts connections yet; start()
+        returns once it does (or its process ended, or http_timeout passed). JupyterHub's own check, which backs off
+        up to 5 s between tries, then finds the server up at its first try instead of up to seconds after it came
+        up (docs/benchmarks.md, time to JupyterLab). 0: return at once, as JupyterHub's local spawner does.""",
+    )
+
+    started_at = Integer(0, help="The server process's start time (clock ticks since boot), saved with its PID.")
+
+    @property
+    def pidfile(self) -> Path | None:
+        if not self.pidfile_dir:
+            return None
+        suffix = f"-{self.name}" if self.name else ""
+        return Path(self.pidfile_dir) / f"user-{self.user.escaped_name}{suffix}.pid"
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.started_at = state.get("started_at", 0)
+
+    def get_state(self):
+        state = super().get_state()
+        if self.pid and self.started_at:
+            state["started_at"] = self.started_at
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.started_at = 0
+
+    async def poll(self):
+        # A server found again after a hub restart (no Popen handle): the same process, not a recycled PID.
+        found_again = self.proc is None and self.pid and self.started_at
+        if found_again and not same_process({"pid": self.pid, "start": self.started_at}):
+            self._forget_pidfile()
+            self.clear_state()
+            return 0
+        status = await super().poll()
+        if status is not None:
+            self._forget_pidfile()
+        return status
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        self._forget_pidfile()
+
+    def _forget_pidfile(self) -> None:
+        if self.pidfile is not None:
+            self.pidfile.unlink(missing_ok=True)
+
     async def start(self):
         if self.scratch_dir_template:
             path = self.scratch_dir_template.format(username=self.user.name)
@@ -38,7 +107,26 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
             except FileExistsError:
                 if os.path.islink(path) or not os.path.isdir(path):
                     raise ValueError(f"{path} is not a directory: remove it, then start the server again") from None
-        return await super().start()
+        address = await super().start()
+        self.started_at = start_time(self.pid) or 0
+        if self.pidfile is not None:
+            write_pidfile(self.pidfile, self.pid, list(self.cmd))
+        if self.ready_poll_interval > 0:
+            await self._wait_listening(*address)
+        return address
+
+    async def _wait_listening(self, ip: str, port: int) -> None:
+        """Return once the server accepts connections: Jupyter Server binds its port when it is ready to answer."""
+        # Within start_timeout, which bounds start(): a server that never answers is still JupyterHub's to report.
+        deadline = time.monotonic() + min(self.http_timeout, max(1, self.start_timeout - 5))
+        while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=5)
+            except (TimeoutError, OSError):
+                await asyncio.sleep(self.ready_poll_interval)
+            else:
+                writer.close()
+                return
 
     @default("options_form")
     def _options_form_default(self):

@@ -3,6 +3,10 @@
 Every service runs in its own session (process group) so that stopping it by PID also stops whatever it forked.
 Each leaves a pidfile (devstack.pidfiles), so `devstack down` from another process stops exactly what `devstack up`
 started and never a recycled PID. Ports and readiness checks are devstack.ports.
+
+When the stack of the run directory is supervised (`make up`, the fault tests: devstack.supervision), a Process
+hands its command to that supervisord instead of starting it itself, so that it is restarted when it dies; the
+readiness check, the log file, the pidfile and `stop()` stay the same.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Process:
         timeout: float = 60.0,
         user: str | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
+        direct: bool = False,
     ):
         self.name = name
         self.argv = [str(a) for a in argv]
@@ -50,9 +55,15 @@ class Process:
         self.timeout = timeout
         self.stop_signal = stop_signal
         self.proc: subprocess.Popen | None = None
+        # Started by its own supervisord, if the run directory is supervised; `direct`: always started here.
+        self.direct = direct
+        self.supervisor = None
 
     @property
     def pid(self) -> int | None:
+        if self.supervisor is not None:
+            info = self.supervisor.info(self.name)
+            return info["pid"] or None if info else None
         return self.proc.pid if self.proc else None
 
     def log_tail(self, lines: int = 15) -> str:
@@ -63,8 +74,25 @@ class Process:
         return "\n".join(text.splitlines()[-lines:])
 
     def start(self) -> Process:
+        from devstack.supervision import supervisor_for
+
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.supervisor = None if self.direct else supervisor_for(self.run_dir)
+        if self.supervisor is not None:
+            self.log_path.touch()  # devstack.launch appends to it: readiness checks may read it before then
+            pid = self.supervisor.add(
+                self.name,
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                log_path=self.log_path,
+                pidfile=self.pidfile,
+                stop_signal=self.stop_signal,
+                stop_timeout=20.0,
+            )
+            write_pidfile(self.pidfile, pid, self.argv)
+            return self._ready_or_stop()
         log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child; closed after Popen
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
         try:
@@ -84,6 +112,9 @@ class Process:
         finally:
             log.close()
         self._write_pidfile()
+        return self._ready_or_stop()
+
+    def _ready_or_stop(self) -> Process:
         try:
             self.wait_ready()
         except BaseException:
@@ -91,15 +122,32 @@ class Process:
             raise
         return self
 
+    def _exit_status(self) -> int | None:
+        """The exit status if the process ended (for good, when supervised: supervisord gave up), else None."""
+        if self.supervisor is None:
+            return self.proc.poll()
+        info = self.supervisor.info(self.name)
+        if info is None:
+            return -1
+        return info["exitstatus"] if info["statename"] in ("FATAL", "STOPPED", "UNKNOWN") else None
+
+    def _running(self) -> bool:
+        """Supervised: supervisord counts it as started (it stayed up its `startsecs`)."""
+        info = self.supervisor.info(self.name)
+        return info is not None and info["statename"] == "RUNNING"
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.timeout
+        # Without a readiness check of its own, a supervised service is ready once supervisord counts it as started.
+        ready = self.ready if self.ready is not None or self.supervisor is None else self._running
         while True:
-            code = self.proc.poll()
+            code = self._exit_status()
             if code is not None:
-                raise ServiceError(
-                    f"{self.name} exited with status {code} while starting; see {self.log_path}:\n{self.log_tail()}"
+                how = (
+                    f"exited with status {code}" if self.supervisor is None else "kept exiting (retried, then given up)"
                 )
-            if self.ready is None or self.ready():
+                raise ServiceError(f"{self.name} {how} while starting; see {self.log_path}:\n{self.log_tail()}")
+            if ready is None or ready():
                 return
             if time.monotonic() > deadline:
                 raise ServiceError(
@@ -111,9 +159,20 @@ class Process:
         write_pidfile(self.pidfile, self.proc.pid, self.argv)
 
     def alive(self) -> bool:
+        """Whether it runs (supervised: whether supervisord still runs or restarts it, i.e. has not given up)."""
+        if self.supervisor is not None:
+            try:
+                return self._exit_status() is None
+            except OSError:  # supervisord itself is gone
+                return False
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.supervisor is not None:
+            with contextlib.suppress(OSError):  # a supervisord that is gone: the pidfile below still stops it
+                self.supervisor.remove(self.name)
+            self.supervisor = None
+            stop_pidfile(self.pidfile, timeout)
         if self.proc is not None:
             stop_group(self.proc.pid, timeout, popen=self.proc, first_signal=self.stop_signal)
         self.pidfile.unlink(missing_ok=True)
@@ -128,7 +187,7 @@ def stop_group(
 ) -> None:
     """Signal the process group led by `pid` (or only `pid`), then SIGKILL it after `timeout` seconds."""
     send = os.killpg if group else os.kill
-    alive = _group_alive if group else pid_alive
+    alive = group_alive if group else pid_alive
     for sig, wait in ((first_signal, timeout), (signal.SIGKILL, 5.0)):
         try:
             send(pid, sig)
@@ -147,7 +206,7 @@ def stop_group(
             popen.wait(timeout=1)
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -183,3 +242,26 @@ def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
         stopped = True
     Path(pidfile).unlink(missing_ok=True)
     return stopped
+
+
+def stop_leftovers(pidfile: Path, timeout: float = 10.0) -> list[int]:
+    """SIGKILL what a dead process recorded in `pidfile` left running in its process group (e.g. gunicorn workers
+    whose master was killed, still holding its port), as a container restart would; returns their PIDs.
+
+    Only processes of that group started no earlier than the recorded leader count, so a recycled PID never is;
+    nothing is done while the recorded process itself still runs or when it did not lead a group."""
+    info = read_pidfile(pidfile)
+    if info is None or not info.get("group", True) or info.get("start") is None or same_process(info):
+        return []
+    leader = int(info["pid"])
+    left = []
+    for pid in _pids():
+        fields = proc_stat(pid)
+        if fields and fields[0] != "Z" and int(fields[2]) == leader and int(fields[19]) >= info["start"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                left.append(pid)
+    deadline = time.monotonic() + timeout
+    while any(pid_alive(pid) for pid in left) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left

@@ -2,9 +2,9 @@
 
 One background process (inside .venvs/rucio) calls each daemon's single iteration in turn, every couple of seconds:
 judge evaluator, judge cleaner (expired rules), judge repairer, conveyor submitter / poller / finisher with the
-`devcopy` transfer tool (real byte copies between local RSEs), the reaper (greedy RSEs lose replicas as soon as no
-rule protects them) and the undertaker (expired DIDs). Once an hour it also runs the scratch cleanup (files and
-empty folders older than two days), as the CronJob does on Kubernetes.
+`devcopy` transfer tool (real byte copies between local RSEs, by copier processes, as FTS would), the reaper (greedy
+RSEs lose replicas as soon as no rule protects them) and the undertaker (expired DIDs). Once an hour it also runs
+the scratch cleanup (files and empty folders older than two days), as the CronJob does on Kubernetes.
 
 `RucioDaemons` starts and stops that process from the devstack (main venv); `python -m devstack.rucio_daemons`
 is the loop itself.
@@ -26,10 +26,11 @@ from devstack.settings import REPO, RUCIO_PYTHON, Settings
 class RucioDaemons(Service):
     stop_timeout = 20.0
 
-    def __init__(self, settings: Settings, server, *, interval: float = 1.0):
+    def __init__(self, settings: Settings, server, *, interval: float = 1.0, transfer_queue_seconds: float = 0.0):
         self.settings = settings
         self.server = server
         self.interval = interval
+        self.transfer_queue_seconds = transfer_queue_seconds  # how long each transfer job waits before it copies
         self.process: Process | None = None
         self.heartbeat = settings.state_dir / "rucio" / "daemons.heartbeat"
 
@@ -37,6 +38,7 @@ class RucioDaemons(Service):
         self.heartbeat.unlink(missing_ok=True)
         env = self.server.env()
         env["DLAAS_DEVCOPY_JOBS"] = str(self.settings.state_dir / "rucio" / "devcopy-jobs")
+        env["DLAAS_DEVCOPY_QUEUE_SECONDS"] = str(self.transfer_queue_seconds)
         env["DLAAS_DAEMONS_HEARTBEAT"] = str(self.heartbeat)
         env["DLAAS_DAEMONS_INTERVAL"] = str(self.interval)
         from devstack.rucio_seed import SCRATCH_RSE, rse_dir

@@ -1,10 +1,17 @@
 """A development transfer tool for Rucio that really copies bytes between local RSEs (no FTS here).
 
 Loaded only by the local daemon process (devstack.rucio_daemons), which registers it with Rucio's conveyor under
-the name `devcopy`; Rucio's installed files stay untouched. A submitted job copies each file at once from its
-source PFN to its destination PFN (file:// on this machine), atomically (temporary name, fsync, rename), and checks
-size and adler32 against the catalogue. The outcome is kept as a small JSON file per job, so the poller reports
-it even after the daemon process restarts.
+the name `devcopy`; Rucio's installed files stay untouched. It works as FTS does for Rucio: the submitter hands over
+a job (a JSON file per job in DLAAS_DEVCOPY_JOBS) and gets its id back at once; a copier process
+(devstack.devcopy) copies each file from its source PFN to its destination PFN (file:// on this
+machine), atomically (temporary name, fsync, rename), checks size and adler32 against the catalogue, and writes the
+job's outcome; the poller reads it back. Submitting is quick, so a daemon killed mid-transfer almost never leaves a
+request between "handed over" and "recorded" (Rucio requeues those only after two hours, as it does with FTS).
+
+A copier runs in the daemons' process group, so stopping the daemons stops it. When the poller finds a job with no
+outcome and no copier alive (the daemons were killed mid-copy and restarted), it starts a copier again: the copy
+starts over, and the temporary file of the killed one is removed first. `DLAAS_DEVCOPY_QUEUE_SECONDS` makes each
+job wait that long before copying, as a job waits in FTS's queue (the fault tests kill the daemons in that window).
 
 Runs inside .venvs/rucio.
 """
@@ -13,71 +20,51 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import json
 import logging
-import os
-import tempfile
+import subprocess
+import sys
 import uuid
-import zlib
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from rucio.db.sqla.constants import RequestState
 from rucio.transfertool.transfertool import TransferStatusReport, Transfertool, TransferToolBuilder
 
-JOBS_DIR = Path(os.environ.get("DLAAS_DEVCOPY_JOBS", "/tmp/dlaas-devcopy-jobs"))
+from devstack.devcopy import JOBS_DIR, job_path, outcome_path, read_json, write_json
+
+#: The copier processes this daemon process started, by job id (reaped by the poller).
+_COPIERS: dict[str, subprocess.Popen] = {}
 
 
-class CopyError(Exception):
-    pass
+def start_copier(external_id: str) -> None:
+    """A copier for the job, in this process's group (stopping the daemons stops it)."""
+    _COPIERS[external_id] = subprocess.Popen(
+        [sys.executable, "-m", "devstack.devcopy", str(JOBS_DIR), external_id], stdin=subprocess.DEVNULL
+    )
 
 
-def local_path(pfn: str) -> Path:
-    url = urlparse(pfn)
-    if url.scheme not in ("file", "posix"):
-        raise CopyError(f"devcopy copies file:// PFNs only, not {url.scheme}://")
-    return Path(url.path)
-
-
-def copy_file(source_pfn: str, dest_pfn: str, *, size: int | None, adler32: str | None) -> None:
-    """Copy one file; the destination appears complete and verified, or not at all."""
-    src, dst = local_path(source_pfn), local_path(dest_pfn)
-    if not src.is_file():
-        raise CopyError(f"source file missing: {src}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    try:
-        checksum = 1
-        written = 0
-        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            for block in iter(lambda: fin.read(1024 * 1024), b""):
-                fout.write(block)
-                checksum = zlib.adler32(block, checksum)
-                written += len(block)
-            fout.flush()
-            os.fsync(fout.fileno())
-        if size is not None and written != size:
-            raise CopyError(f"size mismatch for {src.name}: copied {written} bytes, catalogue says {size}")
-        got = f"{checksum & 0xFFFFFFFF:08x}"
-        if adler32 and got != adler32.lower().zfill(8):
-            raise CopyError(f"adler32 mismatch for {src.name}: {got} != {adler32}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def copier_running(external_id: str) -> bool:
+    copier = _COPIERS.get(external_id)
+    if copier is None:
+        return False
+    if copier.poll() is None:
+        return True
+    del _COPIERS[external_id]  # reaped
+    return False
 
 
 class DevCopyStatusReport(TransferStatusReport):
     supported_db_fields = ["state", "external_id", "err_msg", "started_at", "transferred_at"]
 
-    def __init__(self, request_id: str, external_id: str, outcome: dict[str, Any]):
+    def __init__(self, request_id: str, external_id: str, outcome: dict[str, Any] | None):
         super().__init__(request_id)
         self.external_id = external_id
+        if outcome is None:  # still copying: nothing changes in the request
+            self.state = self.err_msg = self.started_at = self.transferred_at = None
+            return
         self.state = RequestState.DONE if outcome.get("ok") else RequestState.FAILED
         self.err_msg = outcome.get("error")
-        at = datetime.datetime.utcfromtimestamp(outcome.get("at", 0))
+        at = datetime.datetime.fromtimestamp(outcome.get("at", 0), datetime.UTC).replace(tzinfo=None)
         self.started_at = at
         self.transferred_at = at
 
@@ -89,7 +76,7 @@ class DevCopyStatusReport(TransferStatusReport):
 
 
 class DevCopyTransfertool(Transfertool):
-    """Copies file:// replicas locally at submission time; the poller then reads back the outcome."""
+    """Hands each job to a copier process; the poller reads back the outcome (or starts the copier again)."""
 
     external_name = "devcopy"
     required_rse_attrs = ()
@@ -111,40 +98,36 @@ class DevCopyTransfertool(Transfertool):
 
     def submit(self, transfers, job_params, timeout=None) -> str:
         external_id = str(uuid.uuid4())
-        outcomes = {}
-        for transfer in transfers:
-            rws = transfer.rws
-            errors = []
-            for source in transfer.sources:  # multi-source: first source that copies cleanly wins
-                try:
-                    copy_file(transfer.source_url(source), transfer.dest_url, size=rws.byte_count, adler32=rws.adler32)
-                    errors = []
-                    break
-                except (CopyError, OSError) as e:
-                    errors.append(str(e))
-            outcome = {"ok": not errors, "at": datetime.datetime.utcnow().timestamp()}
-            if errors:
-                outcome["error"] = "; ".join(errors)[:250]
-                self.logger(logging.WARNING, "devcopy %s:%s failed: %s", rws.scope, rws.name, outcome["error"])
-            else:
-                self.logger(logging.INFO, "devcopy %s:%s -> %s", rws.scope, rws.name, transfer.dst.rse.name)
-            outcomes[str(rws.request_id)] = outcome
+        job = {
+            str(t.rws.request_id): {
+                "did": f"{t.rws.scope}:{t.rws.name}",
+                "sources": [t.source_url(source) for source in t.sources],
+                "dest": t.dest_url,
+                "size": t.rws.byte_count,
+                "adler32": t.rws.adler32,
+            }
+            for t in transfers
+        }
         JOBS_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = JOBS_DIR / f".{external_id}.tmp"
-        tmp.write_text(json.dumps(outcomes))
-        os.replace(tmp, JOBS_DIR / f"{external_id}.json")
+        write_json(job_path(external_id), job)
+        start_copier(external_id)
         return external_id
 
     def bulk_query(self, requests_by_eid, timeout=None):
         response = {}
         for external_id, requests in requests_by_eid.items():
-            path = JOBS_DIR / f"{external_id}.json"
             try:
-                outcomes = json.loads(path.read_text())
+                outcomes = read_json(outcome_path(external_id))
             except (OSError, ValueError):
-                outcomes = {}
+                outcomes = None
+            if outcomes is None and job_path(external_id).exists():
+                if not copier_running(external_id):  # killed with the daemons: copy again
+                    self.logger(logging.WARNING, "devcopy job %s has no copier: starting it again", external_id)
+                    start_copier(external_id)
+                outcomes = dict.fromkeys(map(str, requests))  # still copying
             for request_id in requests:
-                outcome = outcomes.get(str(request_id), {"ok": False, "error": "devcopy lost track of this job"})
+                lost = {"ok": False, "error": "devcopy lost track of this job"}
+                outcome = (outcomes or {}).get(str(request_id), lost)
                 response.setdefault(external_id, {})[request_id] = DevCopyStatusReport(request_id, external_id, outcome)
         return response
 

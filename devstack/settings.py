@@ -72,6 +72,10 @@ class Settings:
     xcache_port: int = field(default_factory=lambda: _env_int("DLAAS_XCACHE_PORT", 1095))
     cric_port: int = field(default_factory=lambda: _env_int("DLAAS_CRIC_PORT", 8093))
     registrar_port: int = field(default_factory=lambda: _env_int("DLAAS_REGISTRAR_PORT", 8094))
+    # Dask Gateway's public port (API, dashboards, schedulers' TLS traffic), loopback only (devstack.dask_gateway).
+    dask_gateway_port: int = field(default_factory=lambda: _env_int("DLAAS_DASK_GATEWAY_PORT", 8095))
+    # The local Prometheus (devstack.prometheus), loopback only.
+    prometheus_port: int = field(default_factory=lambda: _env_int("DLAAS_PROMETHEUS_PORT", 9090))
     # How the dev IAM shapes tokens, as an INDIGO IAM instance may be set up: its token profile (`iam`: groups in
     # `groups`; `wlcg`: only `wlcg.groups`), whether each refresh rotates the refresh token (on: IAM clients may),
     # and whether access tokens carry `scope` (IAM's default profile does not; Rucio then introspects them).
@@ -85,16 +89,16 @@ class Settings:
     def free_ports(cls, state_dir: Path, **changes) -> Settings:
         """Settings for a private local data lake (tests, benchmarks) in `state_dir`, on free loopback ports.
 
-        Services that bind port 0 and report the port they got (IAM, PostgreSQL, Rucio, the sample CRIC) get 0. The
-        others get a free port now, because another service must know it before they start: the hub's is in its IAM
-        client's redirect URI, XRootD's two are registered by the Rucio seed, the registration service's is in the
-        hub's list of services. `changes` override any field (e.g. a fixed `iam_port` for a hub that starts while
-        the IAM is down, or the IAM's token profile).
+        Services that bind port 0 and report the port they got, or take a free one as they start (IAM, PostgreSQL,
+        Rucio, the sample CRIC, Prometheus), get 0. The others get a free port now, because another service must
+        know it before they start: the hub's is in its IAM client's redirect URI, XRootD's two are registered by the
+        Rucio seed, the registration service's is in the hub's list of services. `changes` override any field (e.g.
+        a fixed `iam_port` for a hub that starts while the IAM is down, or the IAM's token profile).
         """
         from devstack.ports import free_port
 
-        ports = dict(iam_port=0, rucio_port=0, postgres_port=0, cric_port=0)
-        for name in ("hub_port", "xrootd_port", "xcache_port", "registrar_port"):
+        ports = dict(iam_port=0, rucio_port=0, postgres_port=0, cric_port=0, prometheus_port=0)
+        for name in ("hub_port", "xrootd_port", "xcache_port", "registrar_port", "dask_gateway_port"):
             if name not in changes:
                 ports[name] = free_port()
         return cls(state_dir=Path(state_dir), **{**ports, **changes})
@@ -127,3 +131,7 @@ class Settings:
     @property
     def registrar_url(self) -> str:
         return f"http://{self.host}:{self.registrar_port}"
+
+    @property
+    def dask_gateway_url(self) -> str:
+        return f"http://{self.host}:{self.dask_gateway_port}"

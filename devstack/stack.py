@@ -7,11 +7,12 @@ parts they need come along:
     core     dev IAM, PostgreSQL, Rucio server (seeded: accounts, RSEs, demo data)
     daemons  core + Rucio's daemons (rules complete, expired replicas go)
     cache    core + the sample CRIC, the XRootD origin and the XCache in front of it
-    hub      core + the registration service + JupyterHub
+    hub      core + the registration service + Dask Gateway + JupyterHub
     login    the dev IAM and JupyterHub only (logins, the token API and refresh; no data lake behind)
     all      everything (`make up`)
 
-A part is also a name `start()` takes: iam, postgres, rucio, daemons, cache, registrar, jupyterhub.
+A part is also a name `start()` takes: iam, postgres, rucio, daemons, cache, registrar, jupyterhub, sync (the
+periodic account sync), prometheus (scrapes the parts already running; `all` starts it last).
 
 `start()` grows a stack: it starts only what is not running yet, so `start("core")` then `start("hub")` leaves one
 IAM, one Rucio and adds the registration service and the hub. The IAM learns its clients (the hub's, Rucio's) when
@@ -19,6 +20,10 @@ the stack is made, before it first starts, because the IAM cannot learn clients 
 before starting it. Ports come from the settings (Settings.free_ports for private stacks); every fixed port of the
 parts about to start is checked before any of them starts, and a start that fails stops what it started before the
 error propagates: a failed start leaves nothing running.
+
+A supervised stack (`supervised=True`: `make up`, the fault tests) runs its services under supervisord
+(devstack.supervision), started before the first part and stopped after the last: a service that dies is restarted
+with back-off instead of being reported dead; `supervisor.check()` bounds the restarts.
 """
 
 from __future__ import annotations
@@ -62,16 +67,22 @@ PARTS = {
     "registrar": Part(
         "registration service", ("rucio",), (("registrar_port", "registration service", "DLAAS_REGISTRAR_PORT"),)
     ),
+    # Dask Gateway before the hub too, for the same reason (devstack.dask_gateway).
+    "dask_gateway": Part("Dask Gateway", (), (("dask_gateway_port", "Dask Gateway", "DLAAS_DASK_GATEWAY_PORT"),)),
     "jupyterhub": Part("JupyterHub", ("iam",), (("hub_port", "JupyterHub", "DLAAS_HUB_PORT"),)),
+    # The periodic account sync (IAM members -> Rucio accounts), as the chart's CronJob; first logins run it anyway.
+    "sync": Part("account sync (every 10 minutes)", ("rucio",), ()),
+    # Last: it scrapes the parts running when it starts (devstack.prometheus).
+    "prometheus": Part("Prometheus", (), (("prometheus_port", "Prometheus", "DLAAS_PROMETHEUS_PORT"),)),
 }
 ORDER = tuple(PARTS)  # the start order; stop is the reverse
 PROFILES = {
     "core": ("rucio",),
     "daemons": ("daemons",),
     "cache": ("cache",),
-    "hub": ("registrar", "jupyterhub"),
+    "hub": ("registrar", "dask_gateway", "jupyterhub"),
     "login": ("jupyterhub",),
-    "all": ("cache", "daemons", "registrar", "jupyterhub"),
+    "all": ("cache", "daemons", "registrar", "dask_gateway", "jupyterhub", "sync", "prometheus"),
 }
 
 
@@ -84,7 +95,12 @@ class Stack:
         iam_options: dict | None = None,
         hub_options: dict | None = None,
         cache_options: dict | None = None,
+        dask_gateway_options: dict | None = None,
+        daemons_options: dict | None = None,
+        supervised: bool = False,
+        supervisor_options: dict | None = None,
     ):
+        from devstack.account_sync import register_sync_client
         from devstack.hub import register_hub_client
         from devstack.iam import DevIAM
         from devstack.rucio_server import iam_client
@@ -95,11 +111,18 @@ class Stack:
         # service, no periodic origin sync). The hub's and the cache's may still change until that part starts.
         self.hub_options = hub_options or {}
         self.cache_options = cache_options or {}
+        self.daemons_options = daemons_options or {}  # RucioDaemons' (the fault tests: a transfer queue)
+        self.dask_gateway_options = dask_gateway_options or {}  # LocalDaskGateway's limits (tests: small ones)
+        self.dask_gateway = None
         self.started: list[tuple[str, Any]] = []  # (part, service), in start order
         self.postgres = self.rucio = self.daemons = self.hub = None
         self.cache = self.cric = self.xrootd = self.registrar = None
+        self.sync = self.prometheus = None
+        self.supervised, self.supervisor_options = supervised, supervisor_options or {}
+        self.supervisor = None  # devstack.supervision.Supervisord, once a supervised stack starts
         self.iam = DevIAM(settings, **(iam_options or {}))
         register_hub_client(self.iam, settings.hub_url)
+        register_sync_client(self.iam)  # the account sync's, also run by the hub at first logins (onboarding)
         self.iam.add_introspecting_client(*iam_client(settings))  # Rucio introspects tokens without a scope claim
 
     def __enter__(self) -> Stack:
@@ -151,11 +174,14 @@ class Stack:
                 "the hub already runs without the registration service: start the registration service first "
                 "(the `hub` profile does), the hub learns its services only at start"
             )
+        if "dask_gateway" in todo and "jupyterhub" in self.running:
+            raise ServiceError("the hub already runs without Dask Gateway: start it first (the `hub` profile does)")
         # Every fixed port before starting anything, so a busy port never leaves half a stack behind.
         for part in todo:
             for field, what, env_var in PARTS[part].ports:
                 ensure_port_free(self.settings.host, getattr(self.settings, field), what, env_var)
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_supervisor(progress)
         first_new = len(self.started)
         try:
             for part in todo:
@@ -167,6 +193,14 @@ class Stack:
                 self._stop(failed)
             raise
         return self
+
+    def _start_supervisor(self, progress) -> None:
+        if not self.supervised or self.supervisor is not None:
+            return
+        from devstack.supervision import Supervisord
+
+        progress("starting supervisord (restarts the services that die)")
+        self.supervisor = Supervisord(self.settings.run_dir, self.settings.log_dir, **self.supervisor_options).start()
 
     def _add(self, part: str, service: Any) -> Any:
         service.start()
@@ -182,6 +216,7 @@ class Stack:
         self.postgres = self._add("postgres", Postgres(self.settings))
 
     def _start_rucio(self, progress) -> None:
+        from devstack.account_sync import AccountSync
         from devstack.rucio_seed import seed
         from devstack.rucio_server import RucioServer
 
@@ -192,6 +227,7 @@ class Stack:
         if any(added.values()):
             progress("seeded: " + ", ".join(f"{n} {what}" for what, n in added.items()))
         self.rucio.client_config(self.root_cli_config, account="root", auth_type="userpass")
+        AccountSync(self.settings, self.iam, self.rucio).prepare()  # its credentials, for the hub's onboarding too
 
     def _start_cache(self, progress) -> None:
         from devstack.cache_layer import CacheLayer
@@ -202,12 +238,17 @@ class Stack:
     def _start_daemons(self, progress) -> None:
         from devstack.rucio_daemons import RucioDaemons
 
-        self.daemons = self._add("daemons", RucioDaemons(self.settings, self.rucio))
+        self.daemons = self._add("daemons", RucioDaemons(self.settings, self.rucio, **self.daemons_options))
 
     def _start_registrar(self, progress) -> None:
         from devstack.registrar import LocalRegistrar
 
         self.registrar = self._add("registrar", LocalRegistrar(self.settings, self.rucio))
+
+    def _start_dask_gateway(self, progress) -> None:
+        from devstack.dask_gateway import LocalDaskGateway
+
+        self.dask_gateway = self._add("dask_gateway", LocalDaskGateway(self.settings, **self.dask_gateway_options))
 
     def _start_jupyterhub(self, progress) -> None:
         from devstack.hub import LocalHub
@@ -217,9 +258,29 @@ class Stack:
             iam=self.iam,
             rucio_url=self.rucio.url if "rucio" in self.running else "",
             registrar="registrar" in self.running,
+            dask_gateway="dask_gateway" in self.running,
             **self.hub_options,
         )
         self.hub = self._add("jupyterhub", hub)
+
+    def _start_sync(self, progress) -> None:
+        from devstack.account_sync import AccountSync
+        from devstack.prometheus import sync_metrics_dir
+
+        metrics = sync_metrics_dir(self.settings) / "dlaas-sync.prom"
+        self.sync = self._add("sync", AccountSync(self.settings, self.iam, self.rucio, metrics_file=metrics))
+
+    def _start_prometheus(self, progress) -> None:
+        from devstack.prometheus import LocalPrometheus
+
+        targets = {}
+        if "jupyterhub" in self.running:
+            targets["hub"] = f"{self.hub.url}/hub/metrics"
+        if "registrar" in self.running:
+            targets["registrar"] = f"http://127.0.0.1:{self.registrar.port}/services/dlaas-registrar/metrics"
+        if "cache" in self.running:
+            targets["xcache"] = self.xrootd.metrics_url
+        self.prometheus = self._add("prometheus", LocalPrometheus(self.settings, targets))
 
     @property
     def root_cli_config(self) -> Path:
@@ -236,7 +297,12 @@ class Stack:
     def stop(self) -> None:
         """Stop every part, in reverse start order (by PID); the others are still stopped when one fails to."""
         started, self.started = self.started, []
-        self._stop(started)
+        try:
+            self._stop(started)
+        finally:
+            if self.supervisor is not None:
+                self.supervisor.stop()
+                self.supervisor = None
 
     @staticmethod
     def _stop(started: list[tuple[str, Any]]) -> None:
@@ -265,8 +331,15 @@ class Stack:
             ]
         if "registrar" in running:
             lines.append(f"  Uploads        {self.registrar.url} (registration service, a hub service)")
+        if "dask_gateway" in running:
+            gateway = self.dask_gateway
+            lines.append(f"  Dask Gateway   {gateway.url} (a hub service; schedulers at {gateway.proxy_address})")
         if "rucio" in running:
             lines.append(f"  RSE storage    {s.state_dir / 'rses'} (EULAKE-1, DESY-DCACHE, DLAAS-SCRATCH)")
+        if "sync" in running:
+            lines.append(f"  Account sync   every {self.sync.every:g} s (IAM escape/users -> Rucio accounts)")
+        if "prometheus" in running:
+            lines.append(f"  Prometheus     {self.prometheus.url} (scrapes: {', '.join(self.prometheus.targets)})")
         lines += [f"  state and logs {s.state_dir}", ""]
         if "rucio" in running:
             lines += [

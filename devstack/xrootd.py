@@ -3,7 +3,8 @@
 optional delay in front of the origin.
 
 Ports 0 pick free ones; `status()` reads the supervisor's status file (ports, PIDs of the two xrootd processes, how
-often the cache was started), `wait_cache_start()` waits for the cache to restart on a new allow-list.
+often the cache was started), `wait_cache_start()` waits for the cache to restart on a new allow-list. The cache's
+monitoring is served by the XCache exporter at `metrics_url` (any free loopback port unless `metrics_port` is given).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class XRootDService(Service):
         origin_port: int | None = None,
         cache_port: int | None = None,
         delay_ms: float | None = None,
+        metrics_port: int = 0,
         name: str = "xrootd",
     ):
         self.settings = settings
@@ -42,6 +44,7 @@ class XRootDService(Service):
         self.origin_port = settings.xrootd_port if origin_port is None else origin_port
         self.cache_port = settings.xcache_port if cache_port is None else cache_port
         self.delay_ms = settings.origin_delay_ms if delay_ms is None else delay_ms
+        self.metrics_port = metrics_port
         self.name = name
         self.dir = settings.state_dir / name
         self.cache_dir = self.dir / "cache" / "data"
@@ -67,6 +70,8 @@ class XRootDService(Service):
                 self.origin_port,
                 "--cache-port",
                 self.cache_port,
+                "--metrics-port",
+                self.metrics_port,
                 "--export-root",
                 self.export_root,
                 *[a for e in self.exports for a in ("--export", e)],
@@ -89,6 +94,7 @@ class XRootDService(Service):
         ).start()
         status = self.status()
         self.origin_port, self.cache_port = status["origin_port"], status["cache_port"]
+        self.metrics_port = status["metrics_port"]
         return self
 
     def status(self) -> dict:
@@ -101,6 +107,11 @@ class XRootDService(Service):
     @property
     def cache_url(self) -> str:
         return f"root://127.0.0.1:{self.cache_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The XCache exporter's Prometheus metrics (dlaas_xcache.exporter), fed by the cache's own reports."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def wait_cache_start(self, after: int, timeout: float = 30.0) -> dict:
         """Wait until the cache was (re)started more than `after` times; returns the status."""

@@ -3,7 +3,9 @@ namespace (devstack.xrootd_supervisor): their configuration files, filled in fro
 
     origin  serves <export root>/<export> read-only (the replica RSE EULAKE-1)
     cache   a forwarding proxy with a file cache; which origins it may forward to is the allow-list the
-            CacheRunner (dlaas_xcache.serve) checks and turns into `permit_file` and `authdb`
+            CacheRunner (dlaas_xcache.serve) checks and turns into `permit_file` and `authdb`; it sends its
+            monitoring (summary reports and the g-stream) to the XCache exporter at MONITOR_UDP, as the chart's
+            cache does to its sidecar
 
 Both run as the Debian package's `xrootd` user when started as root: xrootd refuses to run as root.
 """
@@ -19,10 +21,13 @@ from string import Template
 
 from devstack.ports import tcp_ready
 from devstack.settings import TEMPLATES
+from dlaas_xcache.exporter import cache_directives
 
 XROOTD = "/usr/bin/xrootd"
 RUN_AS = "xrootd"  # the Debian package's user; xrootd refuses to run as root
 READY_TIMEOUT = 30.0
+#: Where the cache sends its UDP monitoring, inside the supervisor's namespace: the exporter listens there.
+MONITOR_UDP = "127.0.0.1:9931"
 
 
 def authdb_path(work: Path) -> Path:
@@ -59,7 +64,15 @@ def prepare(
         authdb=authdb_path(work),
         permit_file=permit_path(work),
     )
-    (work / "cache" / "xrootd.cfg").write_text(cache)
+    (work / "cache" / "xrootd.cfg").write_text(with_monitoring(cache, cache_directives(MONITOR_UDP)))
+
+
+def with_monitoring(config: str, directives: list[str]) -> str:
+    """`config` with the monitoring `directives` just before its `continue` line: xrootd reads nothing of a file
+    after `continue`, so lines added at the end would be ignored without a word."""
+    lines = config.splitlines(keepends=True)
+    at = next((i for i, line in enumerate(lines) if line.startswith("continue ")), len(lines))
+    return "".join([*lines[:at], *(f"{d}\n" for d in directives), *lines[at:]])
 
 
 def log_path(work: Path, name: str) -> Path:

@@ -8,6 +8,7 @@ there:
 
     host 127.0.0.1:<origin port> --bridge--> ns :<origin port> --delay--> origin xrootd (serves <rses>/EULAKE-1)
     host 127.0.0.1:<cache port>  --bridge--> ns XCache xrootd (forwarding mode, allow-list) --> ns :<origin port>
+    host 127.0.0.1:<metrics port> --bridge--> ns XCache exporter /metrics <--UDP reports-- ns XCache xrootd
 
 The cache reaches root://127.0.0.1:<origin port> across the same injected delay as a client on the host does,
 so benchmarks compare direct and cached reads fairly (`delay`: one way, each direction; tc netem is not available
@@ -17,8 +18,11 @@ The cache's allow-list (`pss.permit host:port` lines, written by dlaas-xcache-or
 cache runs under dlaas_xcache.serve's `CacheRunner`, as in Kubernetes: it checks the list, derives the path rules
 from it, and restarts the cache when the list's content changes (xrootd has no reload). A list without any
 `pss.permit` origin is refused (XCache without one is an open proxy); a broken new list keeps the running cache.
-The status file (written atomically once both servers are ready, and after each cache restart) tells the ports, the
-PIDs of the two xrootd processes and how often the cache was started.
+The XCache exporter (dlaas_xcache.exporter) runs beside the cache in the namespace, as the chart's sidecar shares the
+cache pod's loopback: the cache sends its summary reports and g-stream to it over UDP (xrootd_servers.MONITOR_UDP),
+and its /metrics is bridged to the host's loopback for Prometheus and the hub's status page.
+The status file (written atomically once both servers and the exporter are ready, and after each cache restart)
+tells the ports, the PIDs of the two xrootd processes and how often the cache was started.
 """
 
 from __future__ import annotations
@@ -57,7 +61,11 @@ class Supervisor:
 
     def bind_public(self) -> None:
         self.public = {}
-        for name, port in (("origin", self.args.origin_port), ("cache", self.args.cache_port)):
+        for name, port in (
+            ("origin", self.args.origin_port),
+            ("cache", self.args.cache_port),
+            ("metrics", self.args.metrics_port),
+        ):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -72,6 +80,7 @@ class Supervisor:
             self.public[name] = s
         self.origin_port = self.public["origin"].getsockname()[1]
         self.cache_port = self.public["cache"].getsockname()[1]
+        self.metrics_port = self.public["metrics"].getsockname()[1]
         inner = [p for p in (11094, 11095, 11096) if p != self.origin_port]
         self.origin_inner, self.cache_inner = inner[0], inner[1]
 
@@ -111,12 +120,31 @@ class Supervisor:
             raise SystemExit(f"xrootd: {e}: run dlaas-xcache-origin-sync first") from None
         self.children["cache"] = self.cache.proc
 
+    def start_exporter(self) -> None:
+        """The XCache exporter on the namespace's loopback, before the cache sends it anything; its HTTP port is
+        any free one (read from its status file)."""
+        status = self.work / "exporter.status.json"
+        status.unlink(missing_ok=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dlaas_xcache.exporter", "--udp", xrootd_servers.MONITOR_UDP]
+            + ["--listen", "127.0.0.1:0", "--status-file", str(status)],
+            stdin=subprocess.DEVNULL,
+        )
+        self.children["exporter"] = proc
+        deadline = time.monotonic() + xrootd_servers.READY_TIMEOUT
+        while not status.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("xrootd: the XCache exporter did not start; see its lines above")
+            time.sleep(0.05)
+        self.exporter_inner = json.loads(status.read_text())["http_port"]
+
     def start(self) -> None:
         from devstack.latency_proxy import LatencyProxy
 
         self.bind_public()
         self.enter_namespace()
         self.prepare()
+        self.start_exporter()
         self.children["origin"] = xrootd_servers.spawn(self.work, "origin", self.origin_inner)
         # In the namespace, the origin's public port adds the delay; the cache dials it like any client.
         self.proxies.append(
@@ -127,6 +155,7 @@ class Supervisor:
         self.start_cache()
         self.proxies.append(LatencyProxy(("127.0.0.1", self.origin_port), delay=0, sock=self.public["origin"]))
         self.proxies.append(LatencyProxy(("127.0.0.1", self.cache_inner), delay=0, sock=self.public["cache"]))
+        self.proxies.append(LatencyProxy(("127.0.0.1", self.exporter_inner), delay=0, sock=self.public["metrics"]))
         for proxy in self.proxies:
             proxy.start()
         self.write_status()
@@ -135,6 +164,8 @@ class Supervisor:
         status = {
             "origin_port": self.origin_port,
             "cache_port": self.cache_port,
+            "metrics_port": self.metrics_port,
+            "exporter_pid": self.children["exporter"].pid,
             "origin_pid": self.children["origin"].pid,
             "cache_pid": self.children["cache"].pid,
             "cache_starts": self.cache.starts,
@@ -158,11 +189,8 @@ class Supervisor:
                 time.sleep(0.2)
                 for name, proc in self.children.items():
                     if proc.poll() is not None and not self.stopping:  # a group-wide SIGTERM reaches them first
-                        print(
-                            f"xrootd: the {name} exited with status {proc.returncode}; see "
-                            f"{xrootd_servers.log_path(self.work, name)}",
-                            flush=True,
-                        )
+                        where = "above" if name == "exporter" else xrootd_servers.log_path(self.work, name)
+                        print(f"xrootd: the {name} exited with status {proc.returncode}; see {where}", flush=True)
                         return 1
                 if self.cache.check():
                     self.children["cache"] = self.cache.proc
@@ -180,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m devstack.xrootd_supervisor", description=__doc__.split("\n\n")[0])
     p.add_argument("--origin-port", type=int, required=True, help="host loopback port of the origin (0: any)")
     p.add_argument("--cache-port", type=int, required=True, help="host loopback port of the XCache (0: any)")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="host loopback port of the XCache exporter's /metrics (0: any)"
+    )
     p.add_argument("--export-root", required=True, help="directory holding the exported paths (oss.localroot)")
     p.add_argument("--export", action="append", required=True, help="exported path, e.g. /EULAKE-1 (repeatable)")
     p.add_argument("--cache-dir", required=True, help="where the cache keeps its files")

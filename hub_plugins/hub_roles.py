@@ -23,10 +23,21 @@ OPERATOR_ROLE = "dlaas-operator"
 #: The JupyterHub service registering scratch uploads; users and their servers may call it.
 REGISTRAR_SERVICE = "dlaas-registrar"
 REGISTRAR_ACCESS = f"access:services!service={REGISTRAR_SERVICE}"
+#: Dask Gateway (docs/dask.md): users and their servers may create, see and stop their own clusters there.
+DASK_GATEWAY_SERVICE = "dask-gateway"
+DASK_GATEWAY_ACCESS = f"access:services!service={DASK_GATEWAY_SERVICE}"
+#: The JupyterHub service Prometheus scrapes as (/hub/metrics, the registrar's metrics): it reads metrics only.
+METRICS_SERVICE = "prometheus"
 
-USER_SCOPES = ["self", f"{SCOPE}!user", REGISTRAR_ACCESS]
+USER_SCOPES = ["self", f"{SCOPE}!user", REGISTRAR_ACCESS, DASK_GATEWAY_ACCESS]
 #: JupyterHub's defaults for a server's token, plus the token API and the registrar, each for this server only.
-SERVER_TOKEN_SCOPES = ["access:servers!server", "users:activity!user", f"{SCOPE}!server", REGISTRAR_ACCESS]
+SERVER_TOKEN_SCOPES = [
+    "access:servers!server",
+    "users:activity!user",
+    f"{SCOPE}!server",
+    REGISTRAR_ACCESS,
+    DASK_GATEWAY_ACCESS,
+]
 #: The admin page, users (read, list, delete), servers (read, start, stop), groups - no auth_state, tokens or
 #: access to anyone's server.
 OPERATOR_SCOPES = [
@@ -101,6 +112,18 @@ def apply(c, *, token_max_age: int = DEFAULT_TOKEN_MAX_AGE) -> None:
         operator_groups=auth.get("operator_groups", ()),
         operator_scopes=auth.get("operator_scopes", ()),
     )
+    services = hub.get("services", [])
+    if any(s.get("name") == METRICS_SERVICE for s in services) and METRICS_SERVICE not in {
+        r.get("name") for r in hub.load_roles
+    }:
+        metrics_role = {"name": METRICS_SERVICE, "services": [METRICS_SERVICE], "scopes": ["read:metrics"]}
+        hub.load_roles = [*hub.load_roles, metrics_role]
+    if any(s.get("name") == DASK_GATEWAY_SERVICE for s in services) and DASK_GATEWAY_SERVICE not in {
+        r.get("name") for r in hub.load_roles
+    }:
+        # Dask Gateway reads whether a user's server runs (it stops the clusters of ended sessions), nothing else.
+        gateway_role = {"name": DASK_GATEWAY_SERVICE, "services": [DASK_GATEWAY_SERVICE], "scopes": ["read:servers"]}
+        hub.load_roles = [*hub.load_roles, gateway_role]
     c.Spawner.server_token_scopes = list(SERVER_TOKEN_SCOPES)
     if "token_expires_in_max_seconds" not in hub:
         hub.token_expires_in_max_seconds = token_max_age

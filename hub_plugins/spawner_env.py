@@ -74,6 +74,16 @@ class DataLakeEnvironment(Configurable):
         into /etc/jupyter instead; the local stack points here at the repository.""",
     )
 
+    dask_gateway_address = Unicode(
+        contract.DASK_GATEWAY.default,
+        config=True,
+        help="""Dask Gateway's address for the notebooks' clients (empty: no Dask Gateway), e.g. the hub's URL +
+        /services/dask-gateway. They authenticate with the server's own hub API token (singleuser/dask.yaml).""",
+    )
+    dask_gateway_proxy_address = Unicode(
+        contract.DASK_GATEWAY_PROXY.default, config=True, help=contract.DASK_GATEWAY_PROXY.meaning
+    )
+
     def environment(self, spawner) -> dict[str, str]:
         username = spawner.user.name
         token_dir = self.token_dir.format(username=username)
@@ -104,6 +114,8 @@ class DataLakeEnvironment(Configurable):
             contract.SERVER_CONFIG_PATH: self.jupyter_config_path,
             contract.REGISTRAR_URL: self.registrar_url,
             contract.ICON_FONT: self.icon_font,
+            contract.DASK_GATEWAY: self.dask_gateway_address,
+            contract.DASK_GATEWAY_PROXY: self.dask_gateway_proxy_address if self.dask_gateway_address else "",
         }
         env = {var.name: value for var, value in always.items()}
         env.update({var.name: value for var, value in optional.items() if value})

@@ -82,6 +82,16 @@ SERVER_CONFIG_PATH = Variable(
     "JUPYTER_CONFIG_PATH", "", "An extra Jupyter config directory holding DLaaS's jupyter_server_config.py."
 )
 PROFILE = Variable("DLAAS_PROFILE", "", "The slug of the environment (profile) chosen on the spawn page.")
+DASK_GATEWAY = Variable(
+    "DASK_GATEWAY__ADDRESS",
+    "",
+    "Dask Gateway's address for its clients (dask config gateway.address): the hub's proxy + /services/dask-gateway.",
+)
+DASK_GATEWAY_PROXY = Variable(
+    "DASK_GATEWAY__PROXY_ADDRESS",
+    "",
+    "Where Dask clients reach their clusters' schedulers (dask config gateway.proxy-address, gateway://host:port).",
+)
 KERNEL_PATH = Variable("JUPYTER_PATH", "", "Extra Jupyter data directories (kernel specs) of the chosen profile.")
 
 # --- set by others, read by the server ----------------------------------------------------------------------------
@@ -124,6 +134,8 @@ FROM_HUB = (
     SERVER_CONFIG_PATH,
     PROFILE,
     KERNEL_PATH,
+    DASK_GATEWAY,
+    DASK_GATEWAY_PROXY,
 )
 #: What the server reads that others set.
 FROM_OTHERS = (HUB_API_TOKEN, SERVICE_PREFIX, ON_KUBERNETES, HOME_DIR)

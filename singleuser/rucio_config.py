@@ -116,13 +116,16 @@ def preseed_credentials(instance: dict) -> None:
     The extension answers 401 "Credentials not found" until such a record exists (normally made by the Validate
     button). The record names no secret: the token itself is read from the file on every use.
     """
-    from rucio_jupyterlab.db import get_db
+    from rucio_jupyterlab import db as extension_db
 
-    db = get_db()
-    db.set_active_instance(instance["name"])
-    db.set_active_auth_method("oidc")
-    db.set_rucio_auth_credentials(
-        namespace=instance["name"],
-        auth_type="oidc",
-        params={"oidc_auth": "file", "oidc_auth_source": instance["oidc_file_name"]},
-    )
+    # One transaction: one commit (one fsync of the cache database) instead of one per table and row; this runs
+    # while the server starts, before it answers.
+    with extension_db.db.atomic():
+        db = extension_db.get_db()
+        db.set_active_instance(instance["name"])
+        db.set_active_auth_method("oidc")
+        db.set_rucio_auth_credentials(
+            namespace=instance["name"],
+            auth_type="oidc",
+            params={"oidc_auth": "file", "oidc_auth_source": instance["oidc_file_name"]},
+        )

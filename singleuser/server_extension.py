@@ -63,6 +63,12 @@ def _load_jupyter_server_extension(serverapp) -> None:
         # Keep a reference: a task that nothing references may be garbage-collected mid-flight.
         serverapp._dlaas_token_agent_task = asyncio.get_event_loop().create_task(agent.run())
         serverapp.log.info("DLaaS token agent started (token dir %s)", agent.token_dir or "unset")
+        try:  # the same token files for the workers of the user's Dask clusters (docs/dask.md)
+            from singleuser import dask_token_push
+
+            dask_token_push.start(serverapp.log, settings)
+        except ImportError:
+            pass  # an environment without Dask
     from jupyter_core.paths import jupyter_config_dir
 
     serverapp.log.info("%s", install_icon_font(Path(jupyter_config_dir()), settings.icon_font))

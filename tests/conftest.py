@@ -32,6 +32,8 @@ def stack():
             hub_options={"extra": hub_test_extra()},
             # No periodic origin sync: the XCache tests run dlaas-xcache-origin-sync themselves.
             cache_options={"sync_every": None},
+            # Small Dask clusters; clusters of ended sessions found within 2 s (test_dask_gateway.py).
+            dask_gateway_options={"cluster_max_workers": 2, "server_check_period": 2},
         )
         # The tests' own IAM clients, registered before the IAM first starts (it learns clients only then).
         lake.iam.add_client("dlaas-test", [TEST_REDIRECT], token_exchange=True)

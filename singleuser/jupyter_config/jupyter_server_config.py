@@ -10,7 +10,9 @@ from singleuser.server_settings import ServerSettings
 c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
 _settings = ServerSettings(config=c)
 
-c.ServerApp.jpserver_extensions = {"singleuser.server_extension": True, "rucio_jupyterlab": True}
+# The Rucio extension's server part is the module rucio_jupyterlab.server (the package itself has no loader: enabling
+# "rucio_jupyterlab" only logged a failed load and its traceback at every start).
+c.ServerApp.jpserver_extensions = {"singleuser.server_extension": True, "rucio_jupyterlab.server": True}
 try:  # before the Rucio extension is imported: it would take whatever directory it finds there
     prepare_cache_dir(_settings)
 except UnsafePathError as e:

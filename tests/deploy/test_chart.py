@@ -82,10 +82,12 @@ def test_render_all_values_renders_every_template(deploy, rendered):
             "NetworkPolicy",
             "PersistentVolume",
             "PersistentVolumeClaim",
+            "PodMonitor",
             "Role",
             "RoleBinding",
             "Service",
             "ServiceAccount",
+            "ServiceMonitor",
         ]
     )
     text = deploy.template(CHART, CHART / "ci" / "render-all-values.yaml").stdout
@@ -201,6 +203,8 @@ HUB = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dlaas"}},
     "podSelector": {"matchLabels": {"component": "hub", "app": "jupyterhub"}},
 }
+
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 DNS = {
     "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
     "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
@@ -218,7 +222,10 @@ def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered,
     policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(rendered, "NetworkPolicy")}
     xc = policies["dlaas-xcache"]
     # User pods live in another namespace: the peer names it, not just their labels.
-    assert xc["ingress"] == [{"from": [USERS], "ports": [{"protocol": "TCP", "port": 1094}]}]
+    assert xc["ingress"] == [
+        {"from": [USERS], "ports": [{"protocol": "TCP", "port": 1094}]},
+        {"from": [MONITORING], "ports": [{"protocol": "TCP", "port": 9932}]},  # the exporter: Prometheus only
+    ]
     assert policies["dlaas-scratch-cleanup"]["policyTypes"] == ["Ingress", "Egress"]
     assert "egress" not in policies["dlaas-scratch-cleanup"]  # no network at all
     origins = named(rendered, "ConfigMap", "dlaas-xcache-origins")
@@ -232,7 +239,8 @@ def test_xcache_is_reachable_from_user_pods_only_and_not_an_open_proxy(rendered,
     assert "pfc.prefetch 10" in lines and "pfc.blocksize 1M" in lines  # read-ahead: first reads not per-block RTT
     pod = named(rendered, "Deployment", "dlaas-xcache")["spec"]["template"]["spec"]
     assert "initContainers" not in pod
-    (container,) = pod["containers"]
+    container, exporter = pod["containers"]  # the exporter: tests/deploy/test_monitoring.py
+    assert exporter["name"] == "exporter"
     assert container["command"] == [
         "dlaas-xcache-serve",
         "--config",
@@ -410,7 +418,10 @@ def test_registrar_serves_users_and_the_hub_only_and_reads_scratch_read_only(ren
     assert svc["spec"]["ports"] == [{"name": "http", "port": 8090, "targetPort": "http", "protocol": "TCP"}]
     policy = named(rendered, "NetworkPolicy", "dlaas-registrar")["spec"]
     assert policy["podSelector"]["matchLabels"] == svc["spec"]["selector"]
-    assert policy["ingress"] == [{"from": [USERS, HUB], "ports": [{"protocol": "TCP", "port": 8090}]}]
+    assert policy["ingress"] == [
+        {"from": [USERS, HUB], "ports": [{"protocol": "TCP", "port": 8090}]},
+        {"from": [MONITORING], "ports": [{"protocol": "TCP", "port": 8090}]},  # Prometheus
+    ]
     assert policy["egress"] == [
         DNS,
         {"to": [HUB], "ports": [{"protocol": "TCP", "port": 8081}]},

@@ -17,7 +17,10 @@ SMOKE = {
     "bench_register.py": ["--files", "20"],
     "bench_xcache.py": ["--delay-ms", "5", "--size-mb", "2", "--files", "5", "--repeat", "1"],
     "bench_root_read.py": ["--delay-ms", "5", "--events", "2000", "--repeat", "1"],
+    "bench_time_to_lab.py": ["--sizes", "1", "--rounds", "1"],
 }
+#: Columns a benchmark's table must have (beyond a header and a row of numbers).
+FIELDS = {"bench_time_to_lab.py": ["bare median / max", "DLaaS median / max", "time ratio", "CPU/server", "CPU ratio"]}
 
 
 @pytest.mark.parametrize("script", sorted(SMOKE))
@@ -37,6 +40,7 @@ def test_the_benchmark_runs_prints_its_table_and_appends_it_with_the_command(scr
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) >= 2, run.stdout  # a header and at least one row of numbers
     assert any(ch.isdigit() for ch in rows[-1])
+    assert all(field in rows[0] for field in FIELDS.get(script, [])), rows[0]
 
     section = results.read_text()
     assert section.startswith("\n### ") and "Machine: " in section and rows[-1] in section

@@ -20,7 +20,8 @@ from devstack.settings import MAIN_PYTHON, REPO
 def stack_env():
     state = Path(tempfile.mkdtemp(prefix="dlaas-cli-"))
     state.chmod(0o755)
-    ports = {name: free_port() for name in ("IAM", "RUCIO", "POSTGRES", "HUB", "XROOTD", "XCACHE", "CRIC")}
+    names = ("IAM", "RUCIO", "POSTGRES", "HUB", "XROOTD", "XCACHE", "CRIC", "PROMETHEUS")
+    ports = {name: free_port() for name in names}
     env = {**os.environ, "DLAAS_STATE_DIR": str(state), **{f"DLAAS_{k}_PORT": str(v) for k, v in ports.items()}}
     yield env, state, ports
     subprocess.run([str(MAIN_PYTHON), "-m", "devstack", "down"], env=env, cwd=REPO, capture_output=True, timeout=120)
@@ -83,6 +84,7 @@ def test_up_prints_the_addresses_serves_them_and_down_stops_everything(stack_env
         assert requests.get(f"http://127.0.0.1:{ports['RUCIO']}/ping", timeout=5).json()["version"] == "41.5.1"
         assert f"http://127.0.0.1:{ports['HUB']}" in out
         assert f"root://127.0.0.1:{ports['XROOTD']}" in out and f"root://127.0.0.1:{ports['XCACHE']}" in out
+        assert f"Prometheus     http://127.0.0.1:{ports['PROMETHEUS']}" in out
         login = requests.get(f"http://127.0.0.1:{ports['HUB']}/hub/oauth_login", allow_redirects=False, timeout=10)
         assert login.headers["Location"].startswith(f"http://127.0.0.1:{ports['IAM']}/authorize?")
         status = subprocess.run(

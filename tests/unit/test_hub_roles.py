@@ -49,7 +49,12 @@ def test_extra_operator_scopes_are_an_explicit_opt_in():
 
 def test_users_hold_the_token_scope_for_themselves_only_and_servers_for_themselves():
     c = applied()
-    assert role(c, "user")["scopes"] == ["self", f"{SCOPE}!user", "access:services!service=dlaas-registrar"]
+    assert role(c, "user")["scopes"] == [
+        "self",
+        f"{SCOPE}!user",
+        "access:services!service=dlaas-registrar",
+        "access:services!service=dask-gateway",
+    ]
     assert role(c, "culler")["scopes"] == ["servers"]
     assert f"{SCOPE}!server" in c.Spawner.server_token_scopes
     assert "access:services!service=dlaas-registrar" in c.Spawner.server_token_scopes

@@ -21,7 +21,7 @@ def stack(tmp_path):
         (["core"], ["iam", "postgres", "rucio"]),
         (["daemons"], ["iam", "postgres", "rucio", "daemons"]),
         (["cache"], ["iam", "postgres", "rucio", "cache"]),
-        (["hub"], ["iam", "postgres", "rucio", "registrar", "jupyterhub"]),
+        (["hub"], ["iam", "postgres", "rucio", "registrar", "dask_gateway", "jupyterhub"]),
         (["login"], ["iam", "jupyterhub"]),
         (["core", "login"], ["iam", "postgres", "rucio", "jupyterhub"]),
         (["iam"], ["iam"]),
@@ -34,7 +34,7 @@ def test_a_profile_brings_what_its_parts_need_in_start_order(stack, names, parts
 
 def test_a_growing_stack_starts_only_what_is_not_running_yet(stack):
     stack.started += [("iam", None), ("postgres", None), ("rucio", None)]  # as after start("core")
-    assert stack.parts(["hub"]) == ["registrar", "jupyterhub"]
+    assert stack.parts(["hub"]) == ["registrar", "dask_gateway", "jupyterhub"]
     assert stack.parts(["core"]) == []
 
 
