@@ -136,7 +136,9 @@ def root_protocol(settings: Settings) -> dict:
         "scheme": "root",
         "hostname": settings.host,
         "port": settings.xrootd_port,
-        "prefix": f"/{REPLICA_RSE}/",
+        # Rucio's xrootd protocol joins host:port and the prefix with nothing between: `//` makes the PFN's path
+        # absolute (root://host:port//EULAKE-1/...), as XRootD servers want it (a relative one is refused)
+        "prefix": f"//{REPLICA_RSE}/",
         "impl": "rucio.rse.protocols.xrootd.Default",
         # read only (an operation left out is not supported; 0 would be the *first* choice), and after the POSIX
         # door: the storage mount stays replica mode's choice, uploads never pick the read-only origin
@@ -150,7 +152,8 @@ def ensure_xrootd(settings: Settings, client) -> None:
 
     wanted = root_protocol(settings)
     current = [p for p in client.get_protocols(REPLICA_RSE) if p["scheme"] == "root"]
-    if current and (current[0]["hostname"], current[0]["port"]) != (wanted["hostname"], wanted["port"]):
+    where = ("hostname", "port", "prefix")
+    if current and [current[0][k] for k in where] != [wanted[k] for k in where]:
         client.delete_protocols(REPLICA_RSE, "root")
         current = []
     if not current:

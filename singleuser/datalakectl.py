@@ -1,29 +1,31 @@
-"""datalakectl: send results from the scratch area back to the Data Lake, and follow the copies.
+"""datalakectl: send results back to the Data Lake through the scratch area, and follow the copies.
 
     datalakectl upload /scratch/plots --rse DESY-DCACHE --dataset higgs-plots --lifetime 30d
     datalakectl status user.alice:higgs-plots --wait
 
 `upload` asks the registration service (its URL from the hub, authorised by this server's hub API token) to register
-the files in Rucio: the service finds them in YOUR scratch directory, checksums them itself and registers dataset,
+the files in Rucio (files outside the scratch area are first copied into a new folder of it, singleuser.scratch_copy):
+the service finds them in YOUR scratch directory, checksums them itself and registers dataset,
 replicas and rules owned by your account - Rucio accepts scratch registrations from that service only. `status`
-reads the rules with your own Rucio token (rucio.cfg and the token file), as the hub configures this server. The
-settings come from singleuser.server_settings.
+reads the rules with your own Rucio token (rucio.cfg and the token file, read again at every poll: the token agent
+renews it), as the hub configures this server. The settings come from singleuser.server_settings.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from singleuser import contract, durations
+from singleuser import contract, durations, scratch_copy
 from singleuser.server_settings import ServerSettings
 
 
@@ -37,25 +39,103 @@ def parse_duration(value: str | None) -> int | None:
         raise click.BadParameter(f"{e}, or 'none'") from None
 
 
-def scratch_relative(paths, scratch: Path) -> list[str]:
-    """PATHS as paths relative to the scratch mount (without following links: the service refuses them anyway)."""
+def scratch_relative(paths, scratch: Path) -> tuple[list[str], list[Path]]:
+    """PATHS inside the scratch mount as relative paths (without following links: the service refuses them
+    anyway), and those outside it, which are copied in first (singleuser.scratch_copy)."""
     mount = Path(os.path.abspath(scratch))
-    relative = []
+    relative, outside = [], []
     for raw in paths:
         path = Path(os.path.abspath(os.path.expanduser(raw)))
         if not path.is_relative_to(mount):
-            raise click.ClickException(f"{raw} is outside your scratch area {mount}: copy it under {mount} first")
+            if not path.exists():
+                raise click.ClickException(f"{raw} does not exist")
+            if mount.is_relative_to(path):
+                raise click.ClickException(f"{raw} contains your scratch area {mount}: name files or folders in it")
+            if path.name in {p.name for p in outside}:
+                raise click.ClickException(f"{raw} has the name of another path given: rename one or upload it apart")
+            outside.append(path)
+            continue
         rel = path.relative_to(mount).as_posix()
         relative.append(rel if rel != "." else "")
     if "" in relative:
         raise click.ClickException(f"name files or folders inside {mount}, not the whole scratch area")
-    return relative
+    return relative, outside
+
+
+def copy_in(paths: list[Path], scratch: Path) -> Path:
+    """Copy files from outside into a new folder of the scratch area (a progress bar on a terminal); the folder,
+    or a one-line ClickException with nothing left behind."""
+    size = sum(f.stat().st_size for p in paths for f, _ in scratch_copy.sources(p) if f.is_file())
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("copying into the scratch area"),
+        BarColumn(),
+        DownloadColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("copy", total=size)
+        try:
+            return scratch_copy.stage(paths, scratch, lambda n: progress.advance(task, n))
+        except scratch_copy.StagingError as e:
+            raise click.ClickException(str(e)) from None
+
+
+RENEWAL_GRACE = 20  # seconds `status --wait` keeps polling without a valid token while the agent may renew it
+
+
+class TokenExpired(click.ClickException):
+    """No valid Data Lake token: the user must log in to the hub again."""
+
+    def __init__(self):
+        base = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/")
+        public = os.environ.get("JUPYTERHUB_PUBLIC_URL", "").rstrip("/")
+        where = f"{public}{base}/hub/login" if public else f"your hub's login page ({base}/hub/login)"
+        super().__init__(f"your session's Data Lake token expired: log in again at {where}, then run this again")
+
+
+def _token_expired(path: str | None) -> bool:
+    """Whether the token file names a token that is missing or past its `exp` (Rucio checks the signature)."""
+    import jwt
+
+    if not path:
+        return False  # no token file configured: leave authentication to rucio-clients
+    try:
+        token = Path(path).read_text().strip()
+    except OSError:
+        return True  # the agent removes the file when its token expires
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except (ValueError, jwt.PyJWTError):
+        return not token  # a token that is not a JWT: rucio-clients and Rucio judge it
+    return isinstance(exp, int | float) and exp <= time.time()
 
 
 def _client():
     from rucio.client import Client
 
     return Client()
+
+
+def read_rules(did: str) -> list[dict]:
+    """The rules of DID, read with a new client each time, so that it reads the token file again (the token agent
+    renews it); TokenExpired when there is no valid token."""
+    from rucio.common.exception import CannotAuthenticate, DataIdentifierNotFound
+
+    if _token_expired(ServerSettings().rucio_token_file):
+        raise TokenExpired()
+    scope, name = did.split(":")
+    try:
+        return rule_status(_client(), scope, name)
+    except DataIdentifierNotFound:
+        raise click.ClickException(f"{did} does not exist") from None
+    except CannotAuthenticate:
+        raise TokenExpired() from None
+
+
+class Refused(click.ClickException):
+    """The registration service refused the request (HTTP 4xx): it registered nothing."""
 
 
 def register(request: dict) -> dict:
@@ -87,7 +167,7 @@ def register(request: dict) -> dict:
         body = {}
     if answer.status_code != 200:
         message = body.get("message") if isinstance(body, dict) else None
-        raise click.ClickException(
+        raise (Refused if 400 <= answer.status_code < 500 else click.ClickException)(
             message or f"the registration service answered HTTP {answer.status_code}; nothing was registered"
         )
     return body
@@ -129,9 +209,16 @@ def cli(ctx, scratch, scratch_rse):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def upload(ctx, paths, destination, scope, dataset, lifetime, scratch_lifetime, name_prefix, dry_run, as_json):
-    """Register PATHS (files, folders) from your scratch area and replicate them to --rse."""
+    """Register PATHS (files, folders) and replicate them to --rse.
+
+    Paths outside your scratch area (your home, say) are copied into a new folder of it first."""
+    scratch = Path(os.path.abspath(ctx.obj["scratch"]))
+    relative, outside = scratch_relative(paths, scratch)
+    staged = copy_in(outside, scratch) if outside else None
+    if staged:
+        relative += [f"{staged.name}/{p.name}" for p in outside]
     request = {
-        "paths": scratch_relative(paths, Path(ctx.obj["scratch"])),
+        "paths": relative,
         "destination_rse": destination,
         "scope": scope,
         "dataset": dataset,
@@ -140,8 +227,19 @@ def upload(ctx, paths, destination, scope, dataset, lifetime, scratch_lifetime, 
         "name_prefix": name_prefix,
         "dry_run": dry_run,
     }
-    with Console(stderr=True).status("checking files, computing checksums and registering"):
-        plan = register(request)
+    try:
+        with Console(stderr=True).status("checking files, computing checksums and registering"):
+            plan = register(request)
+    except Refused:
+        if staged:
+            shutil.rmtree(staged, ignore_errors=True)
+        raise
+    except click.ClickException as e:
+        if staged:  # some files may be registered with their copy there: keep it for a re-run
+            e.message += f" (the copies are in {staged}: upload that folder to try again)"
+        raise
+    if staged and dry_run:
+        shutil.rmtree(staged, ignore_errors=True)
     if as_json:
         click.echo(json.dumps(plan, indent=2))
         return
@@ -189,14 +287,7 @@ def status(ctx, did, wait, timeout, as_json):
     """Show the rules of an uploaded dataset DID (scope:name), optionally until they are OK."""
     if did.count(":") != 1:
         raise click.BadParameter(f"{did!r}: give the dataset as scope:name")
-    scope, name = did.split(":")
-    client = _client()
-    from rucio.common.exception import DataIdentifierNotFound
-
-    try:
-        rules = rule_status(client, scope, name)
-    except DataIdentifierNotFound:
-        raise click.ClickException(f"{did} does not exist") from None
+    rules = read_rules(did)
     if wait:
         deadline = time.monotonic() + (parse_duration(timeout) or 3600)
         with Progress(
@@ -208,6 +299,7 @@ def status(ctx, did, wait, timeout, as_json):
             disable=as_json,
         ) as progress:
             tasks = {r["id"]: progress.add_task(r["rse_expression"], total=None) for r in rules}
+            expired_since = None
             while True:
                 for r in rules:
                     total = r["ok"] + r["replicating"] + r["stuck"]
@@ -220,7 +312,14 @@ def status(ctx, did, wait, timeout, as_json):
                 if all(r["state"] in ("OK", "STUCK") for r in rules) or time.monotonic() > deadline:
                     break
                 time.sleep(2)
-                rules = rule_status(client, scope, name)
+                try:
+                    rules = read_rules(did)
+                    expired_since = None
+                except TokenExpired:
+                    # The agent renews the token file before expiry; give it a moment before giving up.
+                    expired_since = expired_since or time.monotonic()
+                    if time.monotonic() - expired_since > RENEWAL_GRACE:
+                        raise
     if as_json:
         click.echo(json.dumps(rules, indent=2))
     else:

@@ -23,7 +23,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from singleuser import contract
+from singleuser import contract, expired_session
 from singleuser.examples import install as install_examples
 from singleuser.examples import shipped as shipped_examples
 from singleuser.icon_font import install as install_icon_font
@@ -69,6 +69,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
             dask_token_push.start(serverapp.log, settings)
         except ImportError:
             pass  # an environment without Dask
+    expired_session.install(serverapp, settings)  # the sidebar says "log in again" when the token has expired
     from jupyter_core.paths import jupyter_config_dir
 
     serverapp.log.info("%s", install_icon_font(Path(jupyter_config_dir()), settings.icon_font))

@@ -100,3 +100,13 @@ def fresh_token(path: Path) -> float:
         timeout=60,
         what="a freshly renewed token file",
     )
+
+
+def pytest_collection_modifyitems(items):
+    """test_stack_stop.py stops the shared lake: it runs right after the last other test of this suite."""
+    here = Path(__file__).parent
+    stop = [item for item in items if item.path.name == "test_stack_stop.py" and item.path.parent == here]
+    rest = [item for item in items if item not in stop]
+    ours = [i for i, item in enumerate(rest) if item.path.parent == here]
+    if stop and ours:
+        items[:] = rest[: ours[-1] + 1] + stop + rest[ours[-1] + 1 :]

@@ -101,10 +101,8 @@ def _registered(root_client, folder: Path) -> tuple[set[str], set[str]]:
 
 
 def _destination_ok(root_client, folder: Path, timeout: float = 180) -> None:
-    """The rule to the destination reaches OK and every destination file has the catalogue's adler32.
-
-    Watched with root's client: `datalakectl status --wait` keeps the token it read first, which this suite's
-    12-second tokens outlive (docs/reliability.md)."""
+    """The rule to the destination reaches OK and every destination file has the catalogue's adler32 (watched with
+    root's client; test_scratch_full follows a copy with alice's `datalakectl status --wait`)."""
     dataset = f"results-{folder.name}"
 
     def destination_rule():

