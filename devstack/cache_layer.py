@@ -50,6 +50,7 @@ class CacheLayer(Service):
                 exports=[f"/{REPLICA_RSE}"],
                 origins_file=self.origins_file,
                 delay_ms=self.delay_ms,
+                metrics_port=self.settings.xcache_metrics_port,
             )
             self._started.append(self.xrootd.start())
             if self.sync_every:

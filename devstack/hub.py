@@ -144,6 +144,9 @@ class LocalHub(Service):
                 "should_start": False,
             },
             "Authenticator": {"auth_refresh_age": self.auth_refresh_age},
+            # The XCache exporter's port is fixed before the cache starts: the status page shows the hit ratio once
+            # the cache runs, and says it cannot reach the exporter before.
+            "StatusPage": {"cache_metrics_url": f"http://127.0.0.1:{self.settings.xcache_metrics_port}/metrics"},
             "EscapeIAMAuthenticator": {
                 # Known before the IAM first starts when its port is fixed: a hub may start while the IAM is down.
                 "issuer": self.iam.issuer or self.settings.iam_issuer,

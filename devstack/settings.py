@@ -70,6 +70,8 @@ class Settings:
     postgres_port: int = field(default_factory=lambda: _env_int("DLAAS_POSTGRES_PORT", 8092))
     xrootd_port: int = field(default_factory=lambda: _env_int("DLAAS_XROOTD_PORT", 1094))
     xcache_port: int = field(default_factory=lambda: _env_int("DLAAS_XCACHE_PORT", 1095))
+    # The XCache exporter's /metrics (dlaas_xcache.exporter): known before the cache starts, for the hub's status page.
+    xcache_metrics_port: int = field(default_factory=lambda: _env_int("DLAAS_XCACHE_METRICS_PORT", 9932))
     cric_port: int = field(default_factory=lambda: _env_int("DLAAS_CRIC_PORT", 8093))
     registrar_port: int = field(default_factory=lambda: _env_int("DLAAS_REGISTRAR_PORT", 8094))
     # Dask Gateway's public port (API, dashboards, schedulers' TLS traffic), loopback only (devstack.dask_gateway).
@@ -92,13 +94,21 @@ class Settings:
         Services that bind port 0 and report the port they got, or take a free one as they start (IAM, PostgreSQL,
         Rucio, the sample CRIC, Prometheus), get 0. The others get a free port now, because another service must
         know it before they start: the hub's is in its IAM client's redirect URI, XRootD's two are registered by the
-        Rucio seed, the registration service's is in the hub's list of services. `changes` override any field (e.g.
-        a fixed `iam_port` for a hub that starts while the IAM is down, or the IAM's token profile).
+        Rucio seed, the XCache exporter's is on the hub's status page, the registration service's is in the hub's
+        list of services. `changes` override any field (e.g. a fixed `iam_port` for a hub that starts while the IAM
+        is down, or the IAM's token profile).
         """
         from devstack.ports import free_port
 
         ports = dict(iam_port=0, rucio_port=0, postgres_port=0, cric_port=0, prometheus_port=0)
-        for name in ("hub_port", "xrootd_port", "xcache_port", "registrar_port", "dask_gateway_port"):
+        for name in (
+            "hub_port",
+            "xrootd_port",
+            "xcache_port",
+            "xcache_metrics_port",
+            "registrar_port",
+            "dask_gateway_port",
+        ):
             if name not in changes:
                 ports[name] = free_port()
         return cls(state_dir=Path(state_dir), **{**ports, **changes})

@@ -60,6 +60,7 @@ PARTS = {
             ("cric_port", "sample CRIC", "DLAAS_CRIC_PORT"),
             ("xrootd_port", "XRootD origin", "DLAAS_XROOTD_PORT"),
             ("xcache_port", "XCache", "DLAAS_XCACHE_PORT"),
+            ("xcache_metrics_port", "XCache exporter", "DLAAS_XCACHE_METRICS_PORT"),
         ),
     ),
     "daemons": Part("Rucio daemons", ("rucio",), ()),

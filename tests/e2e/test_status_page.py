@@ -1,6 +1,7 @@
 """The operators' status page in a real headless Chromium against the local data lake: the IAM operator `admin` logs
-in and sees alice's running server, how long her Data Lake tokens last, and the upload she just made among the rules
-in flight; alice gets 403. A screenshot is saved under test-artifacts/ (the CI keeps it)."""
+in and sees alice's running server, how long her Data Lake tokens last, the upload she just made among the rules
+in flight and the XCache's hit ratio after a file was read twice through it; alice gets 403. A screenshot is saved
+under test-artifacts/ (the CI keeps it)."""
 
 import re
 import subprocess
@@ -8,9 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
+from prometheus_client.parser import text_string_to_metric_families
 
-from devstack.rucio_seed import DESTINATION_RSE
+from devstack.ports import wait_for
+from devstack.rucio_seed import DESTINATION_RSE, REPLICA_RSE
 from devstack.settings import VENVS
 
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Network, log_in
@@ -55,8 +59,31 @@ def upload(alice_env, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_the_operator_sees_alices_server_her_token_freshness_and_the_upload_rules(browser, hub, alice_env, tmp_path):
+def cache_hits(metrics_url: str) -> float:
+    """Reads the XCache served from its disk, as its exporter counts them."""
+    for family in text_string_to_metric_families(requests.get(metrics_url, timeout=10).text):
+        for sample in family.samples:
+            if sample.name == "dlaas_xcache_accesses_total" and sample.labels.get("served_from") == "cache":
+                return sample.value
+    return 0.0
+
+
+def read_twice_through_the_cache(cache_layer, tmp_path) -> None:
+    xr = cache_layer.xrootd
+    demo = min((cache_layer.settings.state_dir / "rses" / REPLICA_RSE).rglob("*.root"))
+    path = demo.relative_to(cache_layer.settings.state_dir / "rses").as_posix()
+    url = f"{xr.cache_url}//root://127.0.0.1:{xr.origin_port}//{path}"
+    for i in range(2):
+        subprocess.run(["xrdcp", "--nopbar", "--force", url, str(tmp_path / f"read-{i}")], check=True, timeout=60)
+    # the cache reports every 10 s (dlaas_xcache.exporter.cache_directives)
+    wait_for(lambda: cache_hits(xr.metrics_url) >= 1, timeout=90, what="the cache's report of the second read")
+
+
+def test_the_operator_sees_alices_server_her_token_freshness_the_upload_rules_and_the_cache(
+    browser, hub, alice_env, cache_layer, tmp_path
+):
     upload(alice_env, tmp_path)
+    read_twice_through_the_cache(cache_layer, tmp_path)
     network = Network()
     page = logged_in(browser, hub, "admin", "admin-pass", network)
     network.failed.clear()  # the login's own pages are not this test's
@@ -68,6 +95,7 @@ def test_the_operator_sees_alices_server_her_token_freshness_and_the_upload_rule
     expect(alice).to_contain_text(re.compile(r"\d+ (s|min|h)"))  # time left of her tokens, never a token
     expect(page.locator("#rules-in-flight")).to_have_text(re.compile(r"^\s*\d+\s*$"))  # read from the registrar
     assert int(page.locator("#users-with-servers").inner_text()) >= 1
+    expect(page.locator("#cache-hit-ratio")).to_have_text(re.compile(r"^\s*\d+ %\s*$"))  # from the exporter
     page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
     assert "eyJ" not in page.content()  # no JWT on the page
     assert network.problems() == []  # every request of the page answered, none left loopback

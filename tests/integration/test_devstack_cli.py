@@ -20,7 +20,19 @@ from devstack.settings import MAIN_PYTHON, REPO
 def stack_env():
     state = Path(tempfile.mkdtemp(prefix="dlaas-cli-"))
     state.chmod(0o755)
-    names = ("IAM", "RUCIO", "POSTGRES", "HUB", "XROOTD", "XCACHE", "CRIC", "PROMETHEUS")
+    names = (
+        "IAM",
+        "RUCIO",
+        "POSTGRES",
+        "HUB",
+        "XROOTD",
+        "XCACHE",
+        "XCACHE_METRICS",
+        "CRIC",
+        "REGISTRAR",
+        "DASK_GATEWAY",
+        "PROMETHEUS",
+    )
     ports = {name: free_port() for name in names}
     env = {**os.environ, "DLAAS_STATE_DIR": str(state), **{f"DLAAS_{k}_PORT": str(v) for k, v in ports.items()}}
     yield env, state, ports
