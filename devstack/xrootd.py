@@ -10,6 +10,7 @@ monitoring is served by the XCache exporter at `metrics_url` (any free loopback 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -35,6 +36,7 @@ class XRootDService(Service):
         cache_port: int | None = None,
         delay_ms: float | None = None,
         metrics_port: int = 0,
+        cache_disk_bytes: int = 0,
         name: str = "xrootd",
     ):
         self.settings = settings
@@ -45,6 +47,7 @@ class XRootDService(Service):
         self.cache_port = settings.xcache_port if cache_port is None else cache_port
         self.delay_ms = settings.origin_delay_ms if delay_ms is None else delay_ms
         self.metrics_port = metrics_port
+        self.cache_disk_bytes = cache_disk_bytes  # > 0: the cache's data directory is a tmpfs of this size (root)
         self.name = name
         self.dir = settings.state_dir / name
         self.cache_dir = self.dir / "cache" / "data"
@@ -54,6 +57,8 @@ class XRootDService(Service):
     def start(self) -> XRootDService:
         if shutil.which("xrootd") is None or shutil.which("ip") is None:
             raise ServiceError("XRootD is not installed (xrootd-server, iproute2): run `make up`")
+        if self.cache_disk_bytes and os.geteuid() != 0:
+            raise ServiceError("a limited cache disk (cache_disk_bytes) mounts a tmpfs and needs root: run as root")
         for port, what, env in (
             (self.origin_port, "XRootD origin", "DLAAS_XROOTD_PORT"),
             (self.cache_port, "XCache", "DLAAS_XCACHE_PORT"),
@@ -85,6 +90,8 @@ class XRootDService(Service):
                 self.status_file,
                 "--delay-ms",
                 self.delay_ms,
+                "--cache-disk-bytes",
+                self.cache_disk_bytes,
             ],
             run_dir=self.settings.run_dir,
             log_dir=self.settings.log_dir,

@@ -21,6 +21,9 @@ from it, and restarts the cache when the list's content changes (xrootd has no r
 The XCache exporter (dlaas_xcache.exporter) runs beside the cache in the namespace, as the chart's sidecar shares the
 cache pod's loopback: the cache sends its summary reports and g-stream to it over UDP (xrootd_servers.MONITOR_UDP),
 and its /metrics is bridged to the host's loopback for Prometheus and the hub's status page.
+With `--cache-disk-bytes N` (root only) the supervisor also takes a private mount namespace (`/` made private
+recursively first, so nothing propagates to the host) and mounts a tmpfs of N bytes on the cache's data directory:
+a small cache disk that fills, for the fault suite, and disappears with the supervisor's processes.
 The status file (written atomically once both servers and the exporter are ready, and after each cache restart)
 tells the ports, the PIDs of the two xrootd processes and how often the cache was started.
 """
@@ -44,6 +47,7 @@ from dlaas_xcache.allow_list import AllowListError
 from dlaas_xcache.serve import CacheRunner, terminate
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
 
 
 class Supervisor:
@@ -86,13 +90,24 @@ class Supervisor:
 
     def enter_namespace(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(CLONE_NEWNET) != 0:
+        flags = CLONE_NEWNET | (CLONE_NEWNS if self.args.cache_disk_bytes else 0)
+        if libc.unshare(flags) != 0:
             err = ctypes.get_errno()
             raise SystemExit(
                 f"xrootd: cannot create a network namespace ({os.strerror(err)}): the local XRootD "
                 "services need root (CAP_SYS_ADMIN)"
             )
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        if self.args.cache_disk_bytes:
+            self.mount_cache_disk()
+
+    def mount_cache_disk(self) -> None:
+        """A tmpfs of --cache-disk-bytes on the cache's data directory, in our own mount namespace only."""
+        cache_dir = Path(self.args.cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+        size = f"size={self.args.cache_disk_bytes},mode=0755"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", size, "dlaas-xcache-disk", str(cache_dir)], check=True)
 
     def prepare(self) -> None:
         xrootd_servers.prepare(
@@ -218,9 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", required=True, help="configuration, admin paths and logs of both servers")
     p.add_argument("--status-file", required=True, help="written (atomically) once both servers are ready")
     p.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay in front of the origin")
+    p.add_argument(
+        "--cache-disk-bytes",
+        type=int,
+        default=0,
+        help="mount a tmpfs of this size on --cache-dir, in a private mount namespace (root only; 0: no limit)",
+    )
     args = p.parse_args(argv)
     if args.delay_ms < 0:
         p.error("--delay-ms must be >= 0")
+    if args.cache_disk_bytes < 0:
+        p.error("--cache-disk-bytes must be >= 0 (0: no limit)")
+    if args.cache_disk_bytes and os.geteuid() != 0:
+        p.error("--cache-disk-bytes mounts a tmpfs and needs root: run as root or leave it at 0")
     return Supervisor(args).run()
 
 
