@@ -42,14 +42,9 @@ def gateway(stack, hub):
 
 
 @pytest.fixture(scope="module")
-def alice(gateway, hub, hub_admin, cache_layer):
-    """Alice logged in, her server running; yields its environment."""
-    _, answer = hub_login(hub, "alice", "alice-pass")
-    assert answer.status_code == 302
-    env = process_environ(start_server(hub_admin, "alice"))
-    wait_for(lambda: Path(env["BEARER_TOKEN_FILE"]).exists(), timeout=30, what="alice's token files")
-    yield env
-    hub_admin.delete(f"{hub_admin.api}/users/alice/server", timeout=60)
+def alice(gateway, cache_layer, alice_env):
+    """Alice logged in, her server running (tests/conftest.py), with the gateway and the cache up; her environment."""
+    return alice_env
 
 
 NEW_CLUSTER = """
