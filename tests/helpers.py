@@ -7,8 +7,13 @@ devstack.hub_client, which the benchmarks use too; waiting for a condition is de
 from __future__ import annotations
 
 import copy
+import subprocess
+import uuid
+from pathlib import Path
 
 from devstack.hub_client import admin_service
+from devstack.rucio_seed import DESTINATION_RSE
+from devstack.settings import VENVS
 
 TEST_REDIRECT = "http://127.0.0.1:9/callback"  # never fetched: the scripted login stops before it
 TEST_SCIM_ADMIN = "dlaas-test-scim-admin"  # changes users and group members through SCIM, as IAM administrators do
@@ -24,3 +29,23 @@ _TEST_ADMIN, TEST_ADMIN_TOKEN = admin_service(
 def hub_test_extra() -> dict:
     """The test hub service as LocalHub's `extra` configuration (a copy: callers add their own keys to it)."""
     return copy.deepcopy(_TEST_ADMIN)
+
+
+def upload_as(env: dict, home, files: dict[str, bytes], dataset_prefix: str):
+    """`datalakectl upload` as the user of `env` (her server's environment) runs it in a terminal: `files` written
+    into a new folder of her scratch area, sent to the destination RSE as dataset `<prefix>-<folder>`. Returns the
+    finished process (the caller checks it) and the folder."""
+    folder = Path(env["DLAAS_SCRATCH_MOUNT"]) / uuid.uuid4().hex[:8]
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    done = subprocess.run(
+        [str(VENVS / "singleuser" / "bin" / "datalakectl"), "upload", str(folder), "--rse", DESTINATION_RSE]
+        + ["--dataset", f"{dataset_prefix}-{folder.name}", "--name-prefix", f"{folder.name}-"],
+        env={**env, "HOME": str(home), "TMPDIR": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=env["DLAAS_SCRATCH_MOUNT"],
+    )
+    return done, folder

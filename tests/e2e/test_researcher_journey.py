@@ -8,13 +8,11 @@ One browser and one server for the module (a spawn and JupyterLab's first load c
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from devstack.rucio_seed import DEMO_SCOPE, HIGGS_DATASET
 from tests.e2e.browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Network,
     expand,
     log_in,
@@ -31,17 +29,6 @@ EXPANSIONS = 20  # per dataset, each on a fresh page load
 ROOT_KERNEL = "Python 3 (ROOT)"
 CPP_KERNEL = "ROOT C++"
 ENTRIES = 44000  # candidates per demo file (devstack.higgs_sample)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,32 +5,19 @@ under test-artifacts/ (the CI keeps it)."""
 
 import re
 import subprocess
-import uuid
-from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.ports import wait_for
-from devstack.rucio_seed import DESTINATION_RSE, REPLICA_RSE
-from devstack.settings import VENVS
+from devstack.rucio_seed import REPLICA_RSE
+from tests.helpers import upload_as
 
-from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Network, log_in
+from .browser import ARTIFACTS, Network, log_in
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def logged_in(browser, hub, username, password, network=None):
@@ -44,18 +31,7 @@ def logged_in(browser, hub, username, password, network=None):
 
 
 def upload(alice_env, tmp_path) -> None:
-    folder = Path(alice_env["DLAAS_SCRATCH_MOUNT"]) / uuid.uuid4().hex[:8]
-    folder.mkdir(parents=True)
-    (folder / "result.txt").write_bytes(b"histogram\n" * 500)
-    done = subprocess.run(
-        [str(VENVS / "singleuser" / "bin" / "datalakectl"), "upload", str(folder), "--rse", DESTINATION_RSE]
-        + ["--dataset", f"status-{folder.name}", "--name-prefix", f"{folder.name}-"],
-        env={**alice_env, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=alice_env["DLAAS_SCRATCH_MOUNT"],
-    )
+    done, _ = upload_as(alice_env, tmp_path, {"result.txt": b"histogram\n" * 500}, "status")
     assert done.returncode == 0, done.stderr
 
 

@@ -4,18 +4,13 @@ takes a token with read:metrics (an operator's here, as the Prometheus service's
 
 from __future__ import annotations
 
-import subprocess
-import uuid
-from pathlib import Path
-
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.hub_client import hub_login, personal_token
 from devstack.ports import wait_for
-from devstack.rucio_seed import DESTINATION_RSE
-from devstack.settings import VENVS
+from tests.helpers import upload_as
 
 
 def parse(text: str) -> dict[str, float]:
@@ -78,19 +73,8 @@ def test_a_user_cannot_read_the_metrics(hub, alice_env):
 def test_an_upload_shows_in_the_registration_services_metrics(hub, alice_env, scrape_token, tmp_path):
     url = f"{hub.url}/services/dlaas-registrar/metrics"
     before = parse(scrape(url, scrape_token).text)
-    folder = Path(alice_env["DLAAS_SCRATCH_MOUNT"]) / uuid.uuid4().hex[:8]
-    folder.mkdir(parents=True)
-    for i in range(3):
-        (folder / f"part-{i}.txt").write_bytes(b"events\n" * 1000)
-    done = subprocess.run(
-        [str(VENVS / "singleuser" / "bin" / "datalakectl"), "upload", str(folder), "--rse", DESTINATION_RSE]
-        + ["--dataset", f"metrics-{folder.name}", "--name-prefix", f"{folder.name}-"],
-        env={**alice_env, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=alice_env["DLAAS_SCRATCH_MOUNT"],
-    )
+    files = {f"part-{i}.txt": b"events\n" * 1000 for i in range(3)}
+    done, _ = upload_as(alice_env, tmp_path, files, "metrics")
     assert done.returncode == 0, done.stderr
     after = parse(scrape(url, scrape_token).text)
 

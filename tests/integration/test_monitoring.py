@@ -21,8 +21,8 @@ from devstack.account_sync import AccountSync
 from devstack.hub_client import hub_login
 from devstack.ports import wait_for
 from devstack.prometheus import sync_metrics_dir, token_file
-from devstack.rucio_seed import DESTINATION_RSE, REPLICA_RSE, rse_dir
-from devstack.settings import VENVS
+from devstack.rucio_seed import REPLICA_RSE, rse_dir
+from tests.helpers import upload_as
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +71,7 @@ def activity(prometheus, hub, alice_env, cache_layer, settings, iam, rucio, tmp_
         _, answer = hub_login(hub, user, f"{user}-pass")
         assert answer.status_code == 302, answer.text
 
-    folder = Path(alice_env["DLAAS_SCRATCH_MOUNT"]) / f"mon-{uuid.uuid4().hex[:8]}"
-    folder.mkdir(parents=True)
-    (folder / "events.txt").write_bytes(b"events\n" * 1000)
-    upload = subprocess.run(
-        [str(VENVS / "singleuser" / "bin" / "datalakectl"), "upload", str(folder), "--rse", DESTINATION_RSE]
-        + ["--dataset", folder.name, "--name-prefix", f"{folder.name}-"],
-        env={**alice_env, "HOME": str(tmp), "TMPDIR": str(tmp)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=alice_env["DLAAS_SCRATCH_MOUNT"],
-    )
+    upload, _ = upload_as(alice_env, tmp, {"events.txt": b"events\n" * 1000}, "mon")
     assert upload.returncode == 0, upload.stderr
 
     xr = cache_layer.xrootd
