@@ -11,18 +11,8 @@ saw as JSON.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
-import pytest
-
 from devstack.settings import REPO, VENVS
+from tests.helpers import needs_private_network, run_in_private_network
 
 SERVE = VENVS / "main" / "bin" / "dlaas-xcache-serve"
 TEMPLATE = REPO / "devstack" / "templates" / "xrootd-cache.cfg.in"
@@ -128,31 +118,9 @@ print(json.dumps(report))
 '''
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("xrootd"),
-    reason="needs root, unshare and xrootd (as `make up` does)",
-)
+@needs_private_network
 def test_reading_a_file_twice_through_the_real_xcache_shows_the_second_read_as_a_hit():
-    work = Path(tempfile.mkdtemp(prefix="dlaas-xcache-exporter-"))  # pytest's tmp_path is closed to the xrootd user
-    work.chmod(0o755)
-    proc = subprocess.Popen(
-        ["unshare", "--net", sys.executable, "-c", DRIVER, str(work), str(SERVE), str(TEMPLATE)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the session we started: unshare, the driver and its children
-            proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
-    assert proc.returncode == 0, err[-3000:] + out[-3000:]
-    report = json.loads(out.strip().splitlines()[-1])
+    report = run_in_private_network(DRIVER, SERVE, TEMPLATE, prefix="dlaas-xcache-exporter-")
     before, first, second = report["before"], report["first"], report["second"]
     assert report["first_read_ok"] and report["second_read_ok"]
 

@@ -9,18 +9,10 @@ through after `--`). The driver below runs inside the namespace and reports what
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
-import pytest
 
 from devstack.settings import VENVS
+from tests.helpers import needs_private_network, run_in_private_network
 
 SERVE = VENVS / "main" / "bin" / "dlaas-xcache-serve"
 
@@ -118,29 +110,9 @@ print(json.dumps(report))
 '''
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("xrootd"),
-    reason="needs root, unshare and xrootd (as `make up` does)",
-)
+@needs_private_network
 def test_the_cache_image_command_runs_real_xrootd_on_the_list_and_restarts_it_on_a_new_list():
-    work = Path(tempfile.mkdtemp(prefix="dlaas-xcache-serve-"))  # pytest's tmp_path is closed to the xrootd user
-    work.chmod(0o755)
-    proc = subprocess.Popen(
-        ["unshare", "--net", sys.executable, "-c", DRIVER, str(work), str(SERVE)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the session we started: unshare, the driver and its xrootds
-            proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
-    assert proc.returncode == 0, err + out
-    report = json.loads(out.strip().splitlines()[-1])
+    report = run_in_private_network(DRIVER, SERVE, prefix="dlaas-xcache-serve-")
 
     assert report["permitted"]["rc"] == 0 and report["permitted"]["same"], report["permitted"]
     assert report["other_before"]["rc"] != 0 and report["other_before"]["bytes"] == 0
