@@ -161,16 +161,20 @@ def rucio_venv() -> None:
 
 def install_environment_files(prefix: Path) -> None:
     """What a DLaaS user environment carries besides packages (the images COPY the same files): Python kernels load
-    the Rucio sidebar's "Add to Notebook", JupyterLab does not ask about news."""
+    the Rucio sidebar's "Add to Notebook", JupyterLab does not ask about news, `rucio` says "log in again" once the
+    login has expired (the launcher, first on the servers' PATH: devstack.local_spawner)."""
     copies = {
         REPO / "singleuser" / "ipython_kernel_config.py": prefix / "etc" / "ipython" / "ipython_kernel_config.py",
         REPO / "singleuser" / "lab_overrides.json": prefix / "share/jupyter/lab/settings/overrides.d/dlaas.json",
         REPO / "singleuser" / "dask.yaml": prefix / "etc" / "dask" / "dlaas.yaml",  # Dask Gateway clients
+        REPO / "singleuser" / "bin" / "rucio": prefix / "lib" / "dlaas" / "bin" / "rucio",  # singleuser.rucio_cli
     }
     for source, target in copies.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists() or target.read_bytes() != source.read_bytes():
             shutil.copyfile(source, target)
+        if source.stat().st_mode & 0o100:
+            target.chmod(0o755)
 
 
 def singleuser_venv() -> None:

@@ -175,6 +175,8 @@ class LocalHub(Service):
                 "profiles": PROFILES,
                 "scratch_dir_template": scratch,
                 "pidfile_dir": str(self.settings.run_dir),
+                "bin_dirs": [str(VENVS / "singleuser" / "lib" / "dlaas" / "bin")],  # `rucio`: singleuser.rucio_cli
+                "public_hub_url": f"{self.url}/hub/",
             },
             "DataLakeEnvironment": {
                 "token_dir": token_dir_template(self.settings.state_dir),

@@ -55,6 +55,29 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
         up (docs/benchmarks.md, time to JupyterLab). 0: return at once, as JupyterHub's local spawner does.""",
     )
 
+    bin_dirs = List(
+        Unicode(),
+        config=True,
+        help="""Directories put first on the server's PATH, as the images' PATH does: the `rucio` launcher that says
+        "log in again" once the user's login has expired (singleuser.rucio_cli) comes before rucio-clients' own.""",
+    )
+
+    public_hub_url = Unicode(
+        "",
+        config=True,
+        help="""The hub's public URL (ending in /hub/), given to the server as JUPYTERHUB_PUBLIC_HUB_URL, as
+        JupyterHub does when JupyterHub.public_url is set (the local hub does not set it: its redirects would become
+        absolute). `rucio` names the hub's login page with it (singleuser.expired_session.hub_login_url).""",
+    )
+
+    terminal_shell = Unicode(
+        "/bin/bash",
+        config=True,
+        help="""The shell of the server's terminals, started as it is, not as a login shell: a login shell reads
+        this machine's /etc/profile, which sets a PATH of the machine's own and drops the server's (bin_dirs and the
+        user environment's commands). Empty: Jupyter's default, a login shell.""",
+    )
+
     started_at = Integer(0, help="The server process's start time (clock ticks since boot), saved with its PID.")
 
     @property
@@ -157,6 +180,10 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
 
     def get_env(self):
         env = super().get_env()
+        if self.bin_dirs:
+            env["PATH"] = os.pathsep.join([*self.bin_dirs, env.get("PATH", os.defpath)])
+        if self.public_hub_url and not env.get("JUPYTERHUB_PUBLIC_HUB_URL"):
+            env["JUPYTERHUB_PUBLIC_HUB_URL"] = self.public_hub_url
         profile = self._profile()
         if profile:
             env[contract.PROFILE.name] = profile["slug"]
@@ -166,6 +193,8 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
 
     def get_args(self):
         args = super().get_args()
+        if self.terminal_shell:
+            args.append(f"--ServerApp.terminado_settings=shell_command={self.terminal_shell}")
         profile = self._profile()
         if profile and profile.get("default_kernel"):
             args.append(f"--MultiKernelManager.default_kernel_name={profile['default_kernel']}")

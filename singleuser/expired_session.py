@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.routing import PathMatches, Router, Rule
+
+from singleuser.login_message import hub_login_url, message
 
 #: The Rucio extension's API paths that talk to Rucio with the user's token (the others are local settings).
 NEEDS_TOKEN = (
@@ -54,15 +55,10 @@ def token_valid(path: str, now: float | None = None) -> bool:
 
 
 def login_url(request) -> str:
-    """The hub's login page as the user's browser reaches it: JupyterHub's public URL when the hub gives one, else
-    the address of the request that reached this server through the hub's proxy."""
-    prefix = url_path_join(os.environ.get("JUPYTERHUB_BASE_URL", "/"), "hub", "login")
-    public = os.environ.get("JUPYTERHUB_PUBLIC_URL", "").rstrip("/")
-    return f"{public}{prefix}" if public else f"{request.protocol}://{request.host}{prefix}"
-
-
-def message(url: str) -> str:
-    return f"Your Data Lake login has expired: log in again at {url}"
+    """The hub's login page as the user's browser reaches it: at the hub's public URL when the hub gives one, else
+    at the address of the request that reached this server through the hub's proxy."""
+    url = hub_login_url()
+    return url if "://" in url else f"{request.protocol}://{request.host}{url}"
 
 
 class ExpiredSessionHandler(APIHandler):

@@ -8,7 +8,10 @@ keeps refresh tokens in memory, which INDIGO IAM does not; users then log in aga
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,11 +19,48 @@ import time
 from pathlib import Path
 
 import requests
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from devstack.hub_client import hub_login, login_at_iam
 from devstack.pidfiles import pid_alive
 from devstack.ports import wait_for
 from tests.faults.conftest import AGENT_BACKOFF, LIFETIME, fresh_token, sidebar_search, token_exp
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+
+def in_terminal(lake, browser, line: str) -> tuple[str, int]:
+    """What alice sees when she types `line` in a JupyterLab terminal of her server (a real one, through the hub's
+    proxy): its output without terminal escapes, and its exit status."""
+    base = f"{lake.hub.url}/user/alice"
+    xsrf = browser.cookies.get("_xsrf", path="/user/alice/") or browser.cookies.get("_xsrf") or ""
+    made = browser.post(f"{base}/api/terminals", headers={"X-XSRFToken": xsrf}, timeout=60)
+    assert made.status_code == 200, made.text[:300]
+    name = made.json()["name"]
+    cookies = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+    url = f"{base.replace('http', 'ws', 1)}/terminals/websocket/{name}?_xsrf={xsrf}"
+
+    async def typed() -> str:
+        ws = await websocket_connect(HTTPRequest(url, headers={"Cookie": cookies}, connect_timeout=60))
+        seen = ""
+        try:
+            ws.write_message(json.dumps(["stdin", f"{line}; echo status=$?\r"]))
+            while not re.search(r"status=\d+\s", ANSI.sub("", seen)):
+                message = await asyncio.wait_for(ws.read_message(), timeout=120)
+                assert message is not None, f"the terminal closed: {ANSI.sub('', seen)!r}"
+                kind, *data = json.loads(message)
+                seen += data[0] if kind == "stdout" else ""
+        finally:
+            ws.close()
+        return ANSI.sub("", seen)
+
+    try:
+        seen = asyncio.run(typed())
+    finally:
+        browser.delete(f"{base}/api/terminals/{name}", headers={"X-XSRFToken": xsrf}, timeout=60)
+    output = seen.split(f"{line}; echo status=$?", 1)[-1]
+    return output, int(re.search(r"status=(\d+)\s", output).group(1))
 
 
 def test_an_iam_outage_longer_than_a_token_lifetime_is_survived_and_recovers_by_itself(lake, alice, record_property):
@@ -49,10 +89,10 @@ def test_an_iam_outage_longer_than_a_token_lifetime_is_survived_and_recovers_by_
         assert sidebar.status_code == 403, (sidebar.status_code, sidebar.text[:300])
         said_sidebar = sidebar.json()["error"]
         assert said_sidebar == f"Your Data Lake login has expired: log in again at {lake.hub.url}/hub/login"
-        # `rucio` fails without a stack trace; its wording is rucio-clients' own (docs/reliability.md).
-        cli = subprocess.run(
-            [shutil.which("rucio", path=env["PATH"]), "whoami"], env=env, capture_output=True, text=True, timeout=120
-        )
+        # `rucio` in her terminal says the same, and nothing else (singleuser.rucio_cli, first on her server's PATH).
+        rucio = shutil.which("rucio", path=env["PATH"])
+        cli = subprocess.run([rucio, "whoami"], env=env, capture_output=True, text=True, timeout=120)
+        typed, typed_status = in_terminal(lake, browser, "rucio whoami")
         while time.monotonic() - stopped < 2 * LIFETIME:
             assert pid_alive(server_pid)
             time.sleep(1)
@@ -66,10 +106,19 @@ def test_an_iam_outage_longer_than_a_token_lifetime_is_survived_and_recovers_by_
         raise
     files_back = time.monotonic() - back
     assert sidebar_search(lake, browser).status_code == 200
+    # With her token back, `rucio` is rucio-clients' CLI again, speaking to Rucio for her.
+    whoami = subprocess.run([rucio, "whoami"], env=env, capture_output=True, text=True, timeout=120)
+    assert whoami.returncode == 0, whoami.stdout[-500:] + whoami.stderr[-500:]
+    assert re.search(r"\baccount\b\W+alice\b", whoami.stdout), whoami.stdout
+    typed_back, typed_back_status = in_terminal(lake, browser, "rucio whoami")
+    assert typed_back_status == 0 and re.search(r"\baccount\b\W+alice\b", typed_back), typed_back
     _, answer = hub_login(lake.hub, "admin", "admin-pass")
     assert answer.status_code == 302
     said = (cli.stdout + cli.stderr).strip().splitlines()[-1:] or [""]
-    assert cli.returncode != 0 and "Traceback" not in cli.stdout + cli.stderr
+    assert (cli.returncode, (cli.stdout + cli.stderr).strip()) == (1, said_sidebar), cli.stdout + cli.stderr
+    # Typed in her terminal, the same line, and nothing from rucio-clients.
+    assert typed_status == 1 and said_sidebar in typed.splitlines(), typed
+    assert "OIDC" not in typed and "Traceback" not in typed, typed
     record_property("sidebar_after_expiry", (sidebar.status_code, said_sidebar))
     record_property("rucio_cli_after_expiry", (cli.returncode, said[0][:200]))
     record_property("token_files_back_after_iam_s", round(files_back, 1))

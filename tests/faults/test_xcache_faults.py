@@ -12,6 +12,7 @@ read through a dead cache waits for minutes.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -66,7 +67,7 @@ def own_file(lake, cache):
 def alice_pfn(env: dict, name: str, *, direct: bool) -> str:
     """The root:// PFN Rucio gives alice's server: through the site's cache, or, without SITE_NAME, the origin's."""
     env = {k: v for k, v in env.items() if not (direct and k == "SITE_NAME")}
-    python = str(Path(env["PATH"].split(":")[0]) / "python")
+    python = shutil.which("python", path=env["PATH"])  # the server's: the first on its PATH that has one
     done = subprocess.run(
         [python, "-c", PFN, SCOPE, name, REPLICA_RSE], env=env, capture_output=True, text=True, timeout=120
     )
