@@ -137,6 +137,20 @@ def test_helmreleases_pin_versions_depend_and_remediate(built):
                 assert ("ConfigMap", ref["name"]) in objs
 
 
+def test_every_helmrelease_takes_its_chart_from_a_repository_the_infrastructure_defines(built):
+    """Flux applies infrastructure/ before the apps: a HelmRelease whose HelmRepository nobody defines never installs."""
+    repositories = {
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in docs(built["infrastructure"])
+        if o["kind"] == "HelmRepository"
+    }
+    for env in ENVS:
+        for release in (o for o in docs(built[f"apps/{env}"]) if o["kind"] == "HelmRelease"):
+            source = release["spec"]["chart"]["spec"]["sourceRef"]
+            if source["kind"] == "HelmRepository":
+                assert (source["namespace"], source["name"]) in repositories, (env, release["metadata"]["name"])
+
+
 def test_no_plaintext_secret_in_the_flux_tree():
     for path in FLUX.rglob("*.yaml"):
         for doc in docs(path.read_text()):
