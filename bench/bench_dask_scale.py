@@ -1,5 +1,5 @@
-"""Benchmark: one analysis over the 2,000 small demo files with the notebook alone and with Dask Gateway clusters of
-1, 2, 4 and 8 workers, reading through the XCache with a cold cache and a far-away origin.
+"""Benchmark: one analysis over the 2,000 small demo files (`--files`) with the notebook alone and with Dask Gateway
+clusters of 1, 2, 4 and 8 workers, reading through the XCache with a cold cache and a far-away origin.
 
 Starts a whole local data lake on free loopback ports (dev IAM, Rucio with the full demo seed, XRootD origin behind
 devstack's latency proxy - 25 ms each way by default - and the XCache, the registration service, Dask Gateway and
@@ -14,7 +14,7 @@ Rounds alternate the order of the runs (the first round ascending, the next desc
 median of the rounds for each configuration, the speed-up against one worker, the machine's CPU use during the run
 (both cores = 200 %), and a mermaid chart. Appends to docs/benchmarks.md.
 
-    .venvs/main/bin/python bench/bench_dask_scale.py [--delay-ms 25] [--workers 1,2,4,8] [--rounds 2]
+    .venvs/main/bin/python bench/bench_dask_scale.py [--delay-ms 25] [--workers 1,2,4,8] [--rounds 2] [--files 2000]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from devstack.stack import Stack, temporary_state  # noqa: E402
 JOB = Path(__file__).resolve().parent / "dask_scale_job.py"
 ROOT_PYTHON = VENVS / "kernel-root" / "bin" / "python"
 DATASET = f"{DEMO_SCOPE}:cosmic-rays-small"
+SMALL_SEED = 40  # files of that dataset in the small seed (devstack.rucio_seed), enough for a smoke run
 
 
 def cpu_busy() -> tuple[float, float]:
@@ -84,13 +85,13 @@ def empty_cache(cache_dir: Path) -> None:
             entry.unlink()
 
 
-def chart(labels: list[str], seconds: list[float]) -> str:
+def chart(labels: list[str], seconds: list[float], files: int) -> str:
     bars = ", ".join(f"{s:.1f}" for s in seconds)
     names = ", ".join(f'"{label}"' for label in labels)
     top = max(seconds) * 1.1
     return (
         "```mermaid\nxychart-beta\n"
-        '    title "Analysis of 2,000 small files, cold cache (seconds, lower is better)"\n'
+        f'    title "Analysis of {files:,} small files, cold cache (seconds, lower is better)"\n'
         f'    x-axis [{names}]\n    y-axis "seconds" 0 --> {top:.0f}\n    bar [{bars}]\n```'
     )
 
@@ -100,6 +101,7 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=float, default=25.0, help="one-way delay in front of the origin")
     parser.add_argument("--workers", default="1,2,4,8", help="cluster sizes to run, comma separated")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating the order of the runs")
+    parser.add_argument("--files", type=int, default=2000, help="how many of the 2,000 small demo files to read")
     parser.add_argument("--no-notebook", action="store_true", help="skip the plain loop in the notebook's process")
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch docs/benchmarks.md")
     args = parser.parse_args()
@@ -116,6 +118,7 @@ def main() -> int:
         settings = Settings.free_ports(state, origin_delay_ms=args.delay_ms)
         lake = Stack(
             settings,
+            full_seed=args.files > SMALL_SEED,
             hub_options={"extra": extra},
             cache_options={"sync_every": None},
             dask_gateway_options={"cluster_max_workers": max(sizes), "max_clusters_per_user": 1},
@@ -129,7 +132,7 @@ def main() -> int:
             env = process_environ(start_server(service_session(lake.hub, admin_token), "alice"))
             wait_for(lambda: Path(env["BEARER_TOKEN_FILE"]).exists(), timeout=60, what="alice's token files")
             files = state / "files.json"
-            listed = job(env, "list", DATASET, str(files))
+            listed = job(env, "list", DATASET, str(files), str(args.files))
             print(f"Rucio listed {listed['files']} cache PFNs in {listed['seconds']:.1f} s", flush=True)
             cache_dir = lake.cache.xrootd.cache_dir
             for r in range(args.rounds):
@@ -174,12 +177,12 @@ def main() -> int:
         )
     text = "\n".join(table)
     labels = [f"{n} workers" if n else "notebook" for n in configs]
-    figure = chart(labels, [med[n] for n in configs])
+    figure = chart(labels, [med[n] for n in configs], files_n)
     print(text)
     print(f"Rucio listed the {files_n} PFNs in {listed['seconds']:.1f} s (once, before the runs)")
     if not args.no_append:
         append_results(
-            f"Dask Gateway: 2,000 small files, {args.delay_ms:g} ms one-way latency to the origin, cold cache",
+            f"Dask Gateway: {files_n:,} small files, {args.delay_ms:g} ms one-way latency to the origin, cold cache",
             f"Local data lake (XRootD 5.5.3 origin behind devstack's latency proxy, XCache in forwarding mode, Rucio "
             f"41.5.1, dask-gateway-server 2026.3.0 with its local process backend, distributed 2026.8.0). Alice's "
             f"analysis (bench/dask_scale_job.py) in the ROOT environment: XRootD Python client, adler32 checked, "

@@ -2,7 +2,7 @@
 server's environment (token files, SITE_NAME, Dask Gateway address), started by the benchmark as a terminal of her
 server would. Run as a script, so Dask pickles the functions below by value (the workers have no `bench` package).
 
-    python dask_scale_job.py list <dataset> <out.json>     the files' cache PFNs, as Rucio gives them to site LOCAL
+    python dask_scale_job.py list <dataset> <out.json> <n>   the first n files' cache PFNs, as Rucio gives them to LOCAL
     python dask_scale_job.py run <files.json> <workers>    the analysis; 0 workers: a plain loop in this process
 
 The analysis reads each small JSON event file through the XRootD client (XRootD's Python bindings of the ROOT
@@ -58,7 +58,7 @@ def histogram(results: list[dict]) -> dict:
     return {"histogram": counts, "errors": len(errors), "first_error": errors[0]["error"] if errors else None}
 
 
-def list_files(dataset: str, out: str) -> None:
+def list_files(dataset: str, out: str, count: int) -> None:
     from rucio.client import Client
     from rucio.common.client import detect_client_location
 
@@ -71,7 +71,7 @@ def list_files(dataset: str, out: str) -> None:
     files = [
         {"name": r["name"], "adler32": r["adler32"], "pfn": next(iter(r["rses"].values()))[0]}
         for r in sorted(replicas, key=lambda r: r["name"])
-    ]
+    ][:count]
     with open(out, "w") as f:
         json.dump(files, f)
     print(json.dumps({"files": len(files), "seconds": time.perf_counter() - t0}))
@@ -108,6 +108,6 @@ def run(files_json: str, workers: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "list":
-        list_files(sys.argv[2], sys.argv[3])
+        list_files(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         run(sys.argv[2], int(sys.argv[3]))

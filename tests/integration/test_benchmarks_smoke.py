@@ -18,9 +18,13 @@ SMOKE = {
     "bench_xcache.py": ["--delay-ms", "5", "--size-mb", "2", "--files", "5", "--repeat", "1"],
     "bench_root_read.py": ["--delay-ms", "5", "--events", "2000", "--repeat", "1"],
     "bench_time_to_lab.py": ["--sizes", "1", "--rounds", "1"],
+    "bench_dask_scale.py": ["--delay-ms", "5", "--workers", "1,2", "--rounds", "1", "--files", "20"],
 }
 #: Columns a benchmark's table must have (beyond a header and a row of numbers).
-FIELDS = {"bench_time_to_lab.py": ["bare median / max", "DLaaS median / max", "time ratio", "CPU/server", "CPU ratio"]}
+FIELDS = {
+    "bench_time_to_lab.py": ["bare median / max", "DLaaS median / max", "time ratio", "CPU/server", "CPU ratio"],
+    "bench_dask_scale.py": ["analysis (s)", "speed-up vs 1 worker", "CPU per file (ms)"],
+}
 
 
 @pytest.mark.parametrize("script", sorted(SMOKE))

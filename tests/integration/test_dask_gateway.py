@@ -183,6 +183,43 @@ def test_an_unknown_environment_or_too_many_cores_gets_the_gateways_reason(alice
         assert answer.status_code == 422 and reason in answer.json()["error"], answer.text
 
 
+READ_FAILS = """
+import json, subprocess
+from dask_gateway import Gateway
+
+def read(pfn):
+    done = subprocess.run(["xrdcp", "--nopbar", "-f", pfn, "-"], capture_output=True, text=True, timeout=120)
+    if done.returncode:
+        raise OSError(done.stderr.strip().splitlines()[-1])
+    return len(done.stdout)
+
+client = Gateway().connect("%(name)s").get_client()
+said = {}
+for what, pfn in %(pfns)r.items():
+    try:
+        client.submit(read, pfn, pure=False).result(timeout=150)
+        said[what] = None
+    except OSError as e:
+        said[what] = str(e)
+print(json.dumps(said))
+"""
+
+
+def test_a_task_whose_file_the_storage_refuses_fails_with_the_storages_message(alice, cluster, cache_layer):
+    """A missing file, and a file of an origin the cache does not serve: each task fails at once with what the
+    cache said, and the notebook gets that message (not a hang, not a bare exit status)."""
+    name, _ = cluster
+    xr = cache_layer.xrootd
+    cache, origin = f"root://127.0.0.1:{xr.cache_port}/", f"root://127.0.0.1:{xr.origin_port}/"
+    pfns = {
+        "missing": f"{cache}/{origin}/EULAKE-1/no/such/file.json",
+        "not served": f"{cache}/root://127.0.0.1:9//EULAKE-1/file.json",
+    }
+    said = as_alice(alice, READ_FAILS % {"name": name, "pfns": pfns}, timeout=300)
+    assert "no such file or directory" in said["missing"], said
+    assert "permission denied" in said["not served"], said
+
+
 WORKERS_TOKENS = """
 import json, os, time
 from dask_gateway import Gateway
