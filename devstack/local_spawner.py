@@ -12,20 +12,19 @@ stop it even when no hub runs.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import os
-import time
 from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
-from traitlets import Float, Integer, List, Unicode, default
+from traitlets import Integer, List, Unicode, default
 
 from devstack.pidfiles import same_process, start_time, write_pidfile
+from hub_plugins.server_ready import WaitsUntilListening
 from singleuser import contract
 
 
-class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
+class ProfilesLocalProcessSpawner(WaitsUntilListening, SimpleLocalProcessSpawner):
     profiles = List(
         config=True,
         help="""Environments offered on the spawn page: dicts with slug, display_name, description,
@@ -44,15 +43,6 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
         config=True,
         help="""Directory where each server leaves a pidfile (user-<name>.pid: PID and start time), by which the
         local stack stops servers that outlived the hub. Empty: no pidfiles.""",
-    )
-
-    ready_poll_interval = Float(
-        0.1,
-        config=True,
-        help="""Seconds between two looks, inside start(), at whether the new server accepts connections yet; start()
-        returns once it does (or its process ended, or http_timeout passed). JupyterHub's own check, which backs off
-        up to 5 s between tries, then finds the server up at its first try instead of up to seconds after it came
-        up (docs/benchmarks.md, time to JupyterLab). 0: return at once, as JupyterHub's local spawner does.""",
     )
 
     bin_dirs = List(
@@ -134,22 +124,8 @@ class ProfilesLocalProcessSpawner(SimpleLocalProcessSpawner):
         self.started_at = start_time(self.pid) or 0
         if self.pidfile is not None:
             write_pidfile(self.pidfile, self.pid, list(self.cmd))
-        if self.ready_poll_interval > 0:
-            await self._wait_listening(*address)
+        await self.wait_until_listening(*address, alive=lambda: self.proc is not None and self.proc.poll() is None)
         return address
-
-    async def _wait_listening(self, ip: str, port: int) -> None:
-        """Return once the server accepts connections: Jupyter Server binds its port when it is ready to answer."""
-        # Within start_timeout, which bounds start(): a server that never answers is still JupyterHub's to report.
-        deadline = time.monotonic() + min(self.http_timeout, max(1, self.start_timeout - 5))
-        while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=5)
-            except (TimeoutError, OSError):
-                await asyncio.sleep(self.ready_poll_interval)
-            else:
-                writer.close()
-                return
 
     @default("options_form")
     def _options_form_default(self):

@@ -49,7 +49,9 @@ def _effective(config_file: str) -> dict:
     app = JupyterHub()
     app.load_config_file(config_file)
     authenticator = app.authenticator_class(parent=app)
-    mock = {"_mock": True} if app.spawner_class.__name__ == "KubeSpawner" else {}  # no cluster: KubeSpawner's own
+    from kubespawner import KubeSpawner
+
+    mock = {"_mock": True} if issubclass(app.spawner_class, KubeSpawner) else {}  # no cluster: KubeSpawner's own
 
     async def build():  # KubeSpawner makes its API client on the running loop
         return app.spawner_class(config=app.config, **mock)
@@ -71,6 +73,7 @@ def _effective(config_file: str) -> dict:
         "pre_spawn_hook": _name(spawner.pre_spawn_hook),
         "default_url": spawner.default_url,
         "http_timeout": spawner.http_timeout,
+        "ready_poll_interval": getattr(spawner, "ready_poll_interval", None),
         "sqlite_wal": sqlite_tuning.wal_enabled(),
         # Different by design: reported for the reader, not compared.
         "differs": {

@@ -91,7 +91,8 @@ def test_the_local_hub_and_the_production_values_share_the_hub_glue(local, produ
     assert local["operator_role_scopes"] and local["sqlite_wal"] and local["admins"] == []
     # ...while what differs by design does differ.
     assert local["differs"]["spawner_class"] == "devstack.local_spawner.ProfilesLocalProcessSpawner"
-    assert production["differs"]["spawner_class"] == "kubespawner.spawner.KubeSpawner"
+    assert production["differs"]["spawner_class"] == "hub_plugins.kube_spawner.DataLakeKubeSpawner"
+    assert local["ready_poll_interval"] > 0  # both spawners return once the server listens (hub_plugins.server_ready)
 
 
 @pytest.mark.parametrize(
