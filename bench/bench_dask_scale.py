@@ -176,7 +176,7 @@ def main() -> int:
             f"| {start} | {statistics.median(cpu[n]):.0f} | {per_file} |"
         )
     text = "\n".join(table)
-    labels = [f"{n} workers" if n else "notebook" for n in configs]
+    labels = [f"{n} worker{'s' if n > 1 else ''}" if n else "notebook" for n in configs]
     figure = chart(labels, [med[n] for n in configs], files_n)
     print(text)
     print(f"Rucio listed the {files_n} PFNs in {listed['seconds']:.1f} s (once, before the runs)")

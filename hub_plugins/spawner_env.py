@@ -9,6 +9,8 @@ singleuser.server_settings. Set as the spawner's pre_spawn_hook by hub_plugins.h
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from traitlets import Integer, Unicode
 from traitlets.config import Configurable
 
@@ -116,6 +118,9 @@ class DataLakeEnvironment(Configurable):
             contract.ICON_FONT: self.icon_font,
             contract.DASK_GATEWAY: self.dask_gateway_address,
             contract.DASK_GATEWAY_PROXY: self.dask_gateway_proxy_address if self.dask_gateway_address else "",
+            # Browsers reach the gateway on the hub's own address: dashboard links as paths, whatever address the
+            # server uses for the gateway (inside a cluster, e.g. http://proxy-public/services/dask-gateway).
+            contract.DASK_GATEWAY_PUBLIC: urlsplit(self.dask_gateway_address).path,
         }
         env = {var.name: value for var, value in always.items()}
         env.update({var.name: value for var, value in optional.items() if value})

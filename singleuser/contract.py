@@ -92,6 +92,12 @@ DASK_GATEWAY_PROXY = Variable(
     "",
     "Where Dask clients reach their clusters' schedulers (dask config gateway.proxy-address, gateway://host:port).",
 )
+DASK_GATEWAY_PUBLIC = Variable(
+    "DASK_GATEWAY__PUBLIC_ADDRESS",
+    "",
+    "Dask Gateway's address as browsers reach it (dask config gateway.public-address): the path of the gateway's"
+    " address on the hub, so dashboard links work in the user's browser (singleuser.dask_dashboard).",
+)
 KERNEL_PATH = Variable("JUPYTER_PATH", "", "Extra Jupyter data directories (kernel specs) of the chosen profile.")
 
 # --- set by others, read by the server ----------------------------------------------------------------------------
@@ -136,6 +142,7 @@ FROM_HUB = (
     KERNEL_PATH,
     DASK_GATEWAY,
     DASK_GATEWAY_PROXY,
+    DASK_GATEWAY_PUBLIC,
 )
 #: What the server reads that others set.
 FROM_OTHERS = (HUB_API_TOKEN, SERVICE_PREFIX, ON_KUBERNETES, HOME_DIR)

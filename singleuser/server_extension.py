@@ -69,6 +69,12 @@ def _load_jupyter_server_extension(serverapp) -> None:
             dask_token_push.start(serverapp.log, settings)
         except ImportError:
             pass  # an environment without Dask
+    try:  # the Dask sidebar's dashboards of the gateway's clusters (singleuser.dask_dashboard)
+        from singleuser import dask_dashboard
+
+        dask_dashboard.install(serverapp, os.environ.get(contract.DASK_GATEWAY.name, ""))
+    except ImportError:
+        pass  # no Dask JupyterLab extension
     expired_session.install(serverapp, settings)  # the sidebar says "log in again" when the token has expired
     from jupyter_core.paths import jupyter_config_dir
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
+from asyncio.subprocess import PIPE
 
+from devstack.settings import REPO
 from hub_plugins.server_ready import wait_listening
 
 
@@ -55,8 +59,23 @@ async def test_stops_looking_once_the_server_process_ended():
     later.cancel()
 
 
-async def test_kubespawner_start_returns_the_pods_url_once_its_port_listens(tmp_path, monkeypatch):
-    """DataLakeKubeSpawner waits after KubeSpawner's start() (here a finished future with the pod's URL)."""
+KUBESPAWNER_STARTS = """
+import asyncio, sys
+from hub_plugins.kube_spawner import DataLakeKubeSpawner
+
+async def main():
+    spawner = DataLakeKubeSpawner(_mock=True, ready_poll_interval=0.05)
+    pod_started = asyncio.get_running_loop().create_future()
+    pod_started.set_result(sys.argv[1])  # what KubeSpawner's own start() gives once the pod runs
+    print(await spawner._listening(pod_started))
+
+asyncio.run(main())
+"""
+
+
+async def test_kubespawner_start_returns_the_pods_url_once_its_port_listens(tmp_path):
+    """DataLakeKubeSpawner (built as KubeSpawner's own tests build it, without a cluster, in a process of its own:
+    the Kubernetes client keeps its configuration per process) waits after KubeSpawner's start()."""
     kubeconfig = tmp_path / "kubeconfig"
     cluster = {"server": "https://127.0.0.1:9"}  # never contacted: a spawner built with _mock
     kubeconfig.write_text(
@@ -71,14 +90,15 @@ async def test_kubespawner_start_returns_the_pods_url_once_its_port_listens(tmp_
             }
         )
     )
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    from hub_plugins.kube_spawner import DataLakeKubeSpawner
-
-    spawner = DataLakeKubeSpawner(_mock=True, ready_poll_interval=0.05)
     listening: list[bool] = []
-    later = await listen_later(0.4, listening)
-    pod_started = asyncio.get_running_loop().create_future()
-    pod_started.set_result(f"http://127.0.0.1:{later.port}")
-    assert await spawner._listening(pod_started) == f"http://127.0.0.1:{later.port}"
+    later = await listen_later(4, listening)  # after the child process is up (it imports KubeSpawner in ~1-2 s)
+    url = f"http://127.0.0.1:{later.port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")} | {"KUBECONFIG": str(kubeconfig)}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KUBESPAWNER_STARTS, url, env=env, cwd=REPO, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(child.communicate(), timeout=120)
+    assert child.returncode == 0, err.decode()[-2000:]
+    assert out.decode().split() == [url]
     assert listening == [True]
     (await later).close()
