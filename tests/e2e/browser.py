@@ -63,6 +63,19 @@ def wait_for_lab(page: Page) -> None:
     page.locator("#jp-main-dock-panel").wait_for(timeout=120_000)
 
 
+def start_lab(page: Page, hub_url: str, user: str, password: str, environment: str, screenshot: str = "") -> None:
+    """Log `user` in through the IAM, pick `environment` (a profile's slug) on the spawn page, press Start and wait
+    until JupyterLab is up; `screenshot`: a file name in ARTIFACTS for the spawn page before Start."""
+    log_in(page, hub_url, user, password)
+    expect(page.get_by_text("Choose an environment")).to_be_visible()
+    page.locator(f'input[name="profile"][value="{environment}"]').check()
+    if screenshot:
+        page.screenshot(path=str(ARTIFACTS / screenshot))
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url(f"**/user/{user}/lab**", timeout=120_000)
+    wait_for_lab(page)
+
+
 def rucio_search(page: Page, query: str) -> None:
     """Open the Rucio sidebar (unless JupyterLab restored it open) and search `query`."""
     search = page.get_by_placeholder("Enter a Data Identifier (DID)")

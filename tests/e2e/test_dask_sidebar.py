@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devstack.ports import wait_for
-from tests.e2e.browser import ARTIFACTS, log_in, wait_for_lab
+from tests.e2e.browser import ARTIFACTS, start_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +43,7 @@ def lab(browser, seen, hub, hub_admin, stack):
     context.on("request", lambda r: seen.append(r.url))
     page.on("websocket", lambda ws: seen.append(ws.url))
     try:
-        log_in(page, hub.url, "alice", "alice-pass")
-        expect(page.get_by_text("Choose an environment")).to_be_visible()
-        page.locator('input[name="profile"][value="base"]').check()
-        page.get_by_role("button", name="Start").click()
-        page.wait_for_url("**/user/alice/lab**", timeout=120_000)
-        wait_for_lab(page)
+        start_lab(page, hub.url, "alice", "alice-pass", "base")
         yield page
     finally:
         page.screenshot(path=str(ARTIFACTS / "dask-last-page.png"))

@@ -15,10 +15,10 @@ from tests.e2e.browser import (
     ARTIFACTS,
     Network,
     expand,
-    log_in,
     new_notebook,
     rucio_search,
     run_cell,
+    start_lab,
     wait_for_lab,
 )
 
@@ -45,13 +45,7 @@ def lab(browser, network, hub, hub_admin, cache_layer):
     page.set_default_timeout(60_000)
     network.watch(page)
     try:
-        log_in(page, hub.url, "alice", "alice-pass")
-        expect(page.get_by_text("Choose an environment")).to_be_visible()
-        page.get_by_label("ROOT (PyROOT, C++, uproot)").check()
-        page.screenshot(path=str(ARTIFACTS / "00-pick-environment.png"))
-        page.get_by_role("button", name="Start").click()
-        page.wait_for_url("**/user/alice/lab**", timeout=120_000)
-        wait_for_lab(page)
+        start_lab(page, hub.url, "alice", "alice-pass", "root", screenshot="00-pick-environment.png")
         yield page
     finally:
         page.screenshot(path=str(ARTIFACTS / "last-page.png"))
