@@ -51,6 +51,8 @@ def configure(c, *, sqlite_wal: bool = True, token_max_age: int = hub_roles.DEFA
     c.Spawner.default_url = DEFAULT_URL
     c.Spawner.http_timeout = HTTP_TIMEOUT
     c.KubeSpawner.apply_user_options = apply_profile  # read only by KubeSpawner (production)
-    if sqlite_wal and c.JupyterHub.get("db_url", SQLITE_DEFAULT_URL).startswith("sqlite:"):
-        sqlite_tuning.use_wal()  # the login path's first bottleneck was SQLite's fsync per commit (docs/benchmarks.md)
+    if c.JupyterHub.get("db_url", SQLITE_DEFAULT_URL).startswith("sqlite:"):
+        sqlite_tuning.wait_for_locks()  # a login behind another writer's lock waits for it instead of failing
+        if sqlite_wal:
+            sqlite_tuning.use_wal()  # the login path's first bottleneck was SQLite's fsync per commit (benchmarks.md)
     hub_roles.apply(c, token_max_age=token_max_age)

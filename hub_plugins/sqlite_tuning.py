@@ -9,6 +9,11 @@ concerned log in again).
 
     use_wal()   # by hub_plugins.hub_config.configure, before the hub opens its database
 
+Another writer holding the database (a backup, a slow commit, an operator's sqlite3 shell) makes the hub's writes
+wait. Python's SQLite driver gives up after 5 s and the login (or spawn) that waited fails with HTTP 500;
+`wait_for_locks()` lets the hub wait longer (20 s), so such a login succeeds late instead of failing. The hub runs its
+database calls on its event loop, so it answers nothing else while it waits, as it does for the first 5 s already.
+
 Only for a database on a local or block-storage volume (z2jh's sqlite-pvc on a ReadWriteOnce disk): WAL needs shared
 memory between the processes using the file and must not be used on NFS. Other databases are left untouched.
 """
@@ -21,6 +26,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 _installed = False
+_busy_timeout_ms = 0
+
+#: How long the hub waits for another writer's lock before a statement fails (seconds).
+BUSY_TIMEOUT = 20.0
 
 
 def _on_connect(dbapi_connection, _record) -> None:
@@ -32,6 +41,19 @@ def _on_connect(dbapi_connection, _record) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _on_connect_wait(dbapi_connection, _record) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection) and _busy_timeout_ms:
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms:d}")
+
+
+def wait_for_locks(seconds: float = BUSY_TIMEOUT) -> None:
+    """Make every SQLite database this process opens from now on wait up to `seconds` for another writer's lock."""
+    global _busy_timeout_ms
+    if not _busy_timeout_ms:
+        event.listen(Engine, "connect", _on_connect_wait)
+    _busy_timeout_ms = int(seconds * 1000)
 
 
 def use_wal() -> None:

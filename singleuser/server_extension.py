@@ -9,6 +9,7 @@
   rucio.cfg someone else wrote;
 - the Rucio extension's credentials are pre-seeded, so its sidebar works without a Validate click;
 - its icon font is installed from a local file, so icons render on a closed network (singleuser.icon_font);
+- while Rucio does not answer, the sidebar says so in one line (singleuser.rucio_unreachable);
 - the environment's example notebooks are copied into ~/examples (singleuser.examples).
 
 The extension's cache directory is prepared earlier, by jupyter_config/jupyter_server_config.py, because the Rucio
@@ -23,7 +24,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from singleuser import contract, expired_session
+from singleuser import contract, expired_session, rucio_unreachable
 from singleuser.examples import install as install_examples
 from singleuser.examples import shipped as shipped_examples
 from singleuser.icon_font import install as install_icon_font
@@ -76,6 +77,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
     except ImportError:
         pass  # no Dask JupyterLab extension
     expired_session.install(serverapp, settings)  # the sidebar says "log in again" when the token has expired
+    rucio_unreachable.install(serverapp.web_app)  # ... and "not answering" while Rucio is down
     from jupyter_core.paths import jupyter_config_dir
 
     serverapp.log.info("%s", install_icon_font(Path(jupyter_config_dir()), settings.icon_font))

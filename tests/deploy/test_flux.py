@@ -138,7 +138,8 @@ def test_helmreleases_pin_versions_depend_and_remediate(built):
 
 
 def test_every_helmrelease_takes_its_chart_from_a_repository_the_infrastructure_defines(built):
-    """Flux applies infrastructure/ before the apps: a HelmRelease whose HelmRepository nobody defines never installs."""
+    """Flux applies infrastructure/ before the apps: a HelmRelease whose HelmRepository nobody defines never
+    installs."""
     repositories = {
         (o["metadata"]["namespace"], o["metadata"]["name"])
         for o in docs(built["infrastructure"])

@@ -1,5 +1,6 @@
 """Rucio's side of the lake fails under a user: its server killed (also in the middle of a `datalakectl upload`),
-its daemons killed while a transfer is under way, its PostgreSQL restarted while requests keep coming.
+kept down while alice's sidebar asks it, its daemons killed while a transfer is under way, its PostgreSQL restarted
+while requests keep coming.
 
 On the fault suite's supervised lake (tests/faults/conftest.py): supervisord restarts what is killed. alice's
 uploads run the real `datalakectl` in her server's environment, from her scratch directory.
@@ -7,6 +8,7 @@ uploads run the real `datalakectl` in her server's environment, from her scratch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,8 +24,10 @@ import requests
 from devstack.pidfiles import pid_alive
 from devstack.ports import wait_for
 from devstack.procs import group_alive
-from devstack.rucio_seed import DESTINATION_RSE, SCRATCH_RSE, rse_dir
+from devstack.rucio_seed import DEMO_SCOPE, DESTINATION_RSE, HIGGS_DATASET, SCRATCH_RSE, rse_dir
 from devstack.settings import VENVS
+from singleuser.rucio_unreachable import UNREACHABLE
+from tests.faults.conftest import sidebar_search
 
 
 def _answers(lake) -> bool:
@@ -153,6 +157,43 @@ def test_an_upload_cut_by_a_killed_rucio_leaves_nothing_half_registered_and_a_re
     record_property("first_upload", (upload.returncode, err.strip()[-200:]))
     record_property("rucio_back_s", round(back, 1))
     print(f"\n[faults] upload cut by a Rucio kill: exit {upload.returncode} {err.strip()[-160:]!r}; rerun completed")
+
+
+def _search_results(lake, browser) -> list | None:
+    answer = sidebar_search(lake, browser)
+    return answer.status_code == 200 and answer.json()
+
+
+def test_the_sidebar_says_rucio_is_not_answering_while_it_is_down_and_recovers_by_itself(lake, alice, record_property):
+    browser, _, _ = alice
+    wait_for(lambda: _search_results(lake, browser), timeout=60, what="alice's sidebar search to answer")
+    keeper = lake.supervisor.rpc().supervisor
+    pid = lake.rucio.process.pid
+    # Stopping in supervisord, so it stays down (a kill by PID alone is restarted at once): SIGTERM to its process
+    # group; then, without waiting for gunicorn's graceful stop, SIGKILL to what is left of the group, its workers.
+    keeper.stopProcess("rucio-server", False)
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: not group_alive(pid), timeout=60, what="the stopped server's workers to go")
+        wait_for(lambda: lake.supervisor.info("rucio-server")["statename"] == "STOPPED", timeout=60, what="STOPPED")
+        assert not _answers(lake)
+        down = sidebar_search(lake, browser)
+        assert down.status_code == 503, (down.status_code, down.text[:300])
+        said = down.json()
+        assert said["error"] == UNREACHABLE
+        assert "ConnectionPool" not in down.text and "Connection aborted" not in down.text, down.text[:300]
+    finally:
+        keeper.startProcess("rucio-server", False)
+    started = time.monotonic()
+    results = wait_for(lambda: _search_results(lake, browser), timeout=120, what="the sidebar's search to answer")
+    back = time.monotonic() - started
+    assert f"{DEMO_SCOPE}:{HIGGS_DATASET}" in {r["did"] for r in results}, results
+    record_property("sidebar_during_rucio_outage", f"{down.status_code} {said['error']}")
+    record_property("sidebar_back_after_rucio_start_s", round(back, 1))
+    print(
+        f"\n[faults] Rucio stopped: sidebar said {down.status_code} {said['error']!r}; results {back:.1f}s after start"
+    )
 
 
 def test_a_rule_reaches_ok_with_correct_bytes_when_the_daemons_are_killed_mid_transfer(
