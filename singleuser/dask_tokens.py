@@ -119,15 +119,10 @@ class DataLakeTokens(WorkerPlugin):
 
 def token_expiry(token: str) -> float:
     """The `exp` of a JWT access token, read without verifying it (the token was verified by the hub)."""
-    import base64
-    import json
+    from singleuser.token_claims import unverified_exp
 
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
-        return 0.0  # unknown: treated as expired, never kept
+    exp = unverified_exp(token)
+    return 0.0 if exp is None else exp  # unknown: treated as expired, never kept
 
 
 def from_server(settings=None) -> DataLakeTokens:

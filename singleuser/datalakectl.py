@@ -97,7 +97,7 @@ class TokenExpired(click.ClickException):
 
 def _token_expired(path: str | None) -> bool:
     """Whether the token file names a token that is missing or past its `exp` (Rucio checks the signature)."""
-    import jwt
+    from singleuser.token_claims import unverified_exp
 
     if not path:
         return False  # no token file configured: leave authentication to rucio-clients
@@ -105,11 +105,10 @@ def _token_expired(path: str | None) -> bool:
         token = Path(path).read_text().strip()
     except OSError:
         return True  # the agent removes the file when its token expires
-    try:
-        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-    except (ValueError, jwt.PyJWTError):
-        return not token  # a token that is not a JWT: rucio-clients and Rucio judge it
-    return isinstance(exp, int | float) and exp <= time.time()
+    exp = unverified_exp(token)
+    if exp is None:
+        return not token  # a token that is not a JWT (or has no `exp`): rucio-clients and Rucio judge it
+    return exp <= time.time()
 
 
 def _client():

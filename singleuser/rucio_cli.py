@@ -24,10 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-import jwt
-
 from singleuser import contract
 from singleuser.login_message import hub_login_url, message
+from singleuser.token_claims import unverified_exp
 
 #: The distribution whose `rucio` command this one stands in front of.
 DISTRIBUTION = "rucio-clients"
@@ -45,11 +44,8 @@ def login_expired(token_file: str | None, now: float | None = None) -> bool:
         return True
     except (OSError, UnicodeDecodeError):
         return False
-    try:
-        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-        return float(exp) <= (time.time() if now is None else now)
-    except (jwt.PyJWTError, TypeError, ValueError):
-        return False
+    exp = unverified_exp(token)
+    return exp is not None and exp <= (time.time() if now is None else now)
 
 
 def run_rucio(args: list[str]) -> int:
