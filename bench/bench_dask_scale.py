@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import append_results  # noqa: E402
+from bench.hub_stack import append_results, own_cpu  # noqa: E402
 from devstack.hub_client import admin_service, hub_login, process_environ, service_session, start_server  # noqa: E402
 from devstack.ports import wait_for  # noqa: E402
 from devstack.rucio_seed import DEMO_SCOPE  # noqa: E402
@@ -54,16 +54,15 @@ def cpu_busy() -> tuple[float, float]:
 def storage_cpu(state: Path) -> float:
     """CPU seconds used so far by this stack's XRootD origin, XCache and the latency proxy in front of the origin
     (their command lines name the state directory)."""
-    ticks, total = os.sysconf("SC_CLK_TCK"), 0
+    total = 0.0
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if "xrootd" in cmdline and str(state) in cmdline:
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        except (OSError, ValueError, IndexError):
+        except (OSError, ValueError):
             continue
-    return total / ticks
+        if proc.name.isdigit() and "xrootd" in cmdline and str(state) in cmdline:
+            total += own_cpu(int(proc.name))
+    return total
 
 
 def job(env: dict, *args: str, timeout: float = 3600) -> dict:

@@ -45,7 +45,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.hub_stack import append_results  # noqa: E402
+from bench.hub_stack import TICKS, append_results, own_cpu, proc_stat  # noqa: E402
 from devstack.hub_client import admin_service, hub_login, process_environ, service_session  # noqa: E402
 from devstack.ports import free_port  # noqa: E402
 from devstack.rucio_seed import DEMO_SCOPE  # noqa: E402
@@ -56,20 +56,6 @@ JUPYTER_LAB = VENVS / "singleuser" / "bin" / "jupyter-lab"
 POLL = 0.1  # seconds between two tries of a page that does not answer yet (the browser's reload, roughly)
 LAB_APIS = ("lab/api/settings", "api/kernelspecs", "api/contents?content=1")
 ASSETS = re.compile(r'<(?:script[^>]*\ssrc|link[^>]*rel="stylesheet"[^>]*\shref)="([^"]+)"')
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def own_cpu(pid: int) -> float:
-    """utime + stime of one process (not its children: the hub's children are the users' servers)."""
-    try:
-        fields = _stat(pid)
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def tree_cpu(pid: int) -> float:
@@ -78,7 +64,7 @@ def tree_cpu(pid: int) -> float:
     while todo:
         p = todo.pop()
         try:
-            fields = _stat(p)
+            fields = proc_stat(p)
             total += sum(int(f) for f in fields[11:15]) / TICKS
             for children in Path(f"/proc/{p}/task").glob("*/children"):
                 todo += [int(c) for c in children.read_text().split()]

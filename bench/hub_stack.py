@@ -79,17 +79,33 @@ def append_results(title: str, description: str, table: str, after: str = "") ->
     return results
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (field 14 of proc(5), utime, is index 11)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def own_cpu(pid: int) -> float:
+    """utime + stime of one process, in seconds (not its children); 0 for a process that is gone."""
+    try:
+        fields = proc_stat(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def process_tree_usage(pid: int) -> tuple[float, int]:
     """CPU seconds and resident memory (bytes) of a process and its direct children (from /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     cpu, rss = 0.0, 0
     pids = [pid]
     for child in Path(f"/proc/{pid}/task").glob("*/children"):
         pids += [int(c) for c in child.read_text().split()]
     for p in pids:
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu += (int(fields[11]) + int(fields[12])) / ticks
+            fields = proc_stat(p)
+            cpu += (int(fields[11]) + int(fields[12])) / TICKS
             rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
             pass
