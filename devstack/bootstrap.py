@@ -182,7 +182,7 @@ def singleuser_venv() -> None:
     fixes = REPO / "singleuser" / "rucio_jupyterlab_fixes.py"
     key = digest(constraints, REPO / "pyproject.toml", fixes, SINGLEUSER_EXTRAS)
     python = VENVS / "singleuser" / "bin" / "python"
-    if not (stamped("singleuser", key) and (VENVS / "singleuser" / "bin" / "jupyterhub-singleuser").exists()):
+    if not (stamped("singleuser", key) and (VENVS / "singleuser" / "bin" / "dlaas-singleuser").exists()):
         python = ensure_venv(VENVS / "singleuser")
         log("installing JupyterLab + rucio-jupyterlab into .venvs/singleuser")
         pip_install(python, ["-c", str(constraints), "-e", f"{REPO}[{SINGLEUSER_EXTRAS}]"])

@@ -35,7 +35,7 @@ from dlaas_fs.atomic import write_secret_file
 from dlaas_fs.secret_files import kept_secret
 
 CONFIG_FILE = REPO / "devstack" / "jupyterhub_config.py"
-SINGLEUSER = VENVS / "singleuser" / "bin" / "jupyterhub-singleuser"
+SINGLEUSER = VENVS / "singleuser" / "bin" / "dlaas-singleuser"  # singleuser.lean_start
 ROOT_KERNELS = VENVS / "kernel-root" / "share" / "jupyter"
 
 PROFILES = [

@@ -93,6 +93,18 @@ def test_the_rucio_sidebar_api_works_without_validate(alice, hub):
         assert path.is_file() and path.stat().st_size == entry["size"]
 
 
+def test_the_server_never_loads_the_hubs_database_layer(alice, hub, hub_admin):
+    """singleuser.lean_start: after JupyterLab and the sidebar served, SQLAlchemy's engine (whose compiled modules
+    would be in the process's memory map) never came into the server; it cost 0.5 s of CPU per start."""
+    browser, _ = alice
+    assert browser.get(f"{hub.url}/user/alice/lab", timeout=60).status_code == 200
+    assert _ext(browser, hub, "instances").status_code == 200
+    pid = hub_admin.get(f"{hub_admin.api}/users/alice", timeout=30).json()["servers"][""]["state"]["pid"]
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "/site-packages/zmq/" in maps  # the map does show the compiled modules the server loaded
+    assert "/site-packages/sqlalchemy/engine/" not in maps
+
+
 def test_nothing_token_like_in_the_servers_environment(alice):
     _, env = alice
     tokens = [Path(env["BEARER_TOKEN_FILE"]).read_text()]
