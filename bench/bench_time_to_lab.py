@@ -16,11 +16,12 @@ the server and the server's OAuth handshake with the hub. The stack is the dev I
 on free ports in a temporary state directory.
 
 CPU per server: utime + stime of the server's process tree (/proc, reaped children included) read when it is
-usable; for DLaaS also the hub's and its proxy's CPU during the burst, divided by N. Reports median / max time and
-CPU per server for each side, the ratios, and where DLaaS's time goes (spawn to `ready`, redirects and OAuth to the
-page, page to usable); appends the table to docs/benchmarks.md.
+usable; for DLaaS also the hub's and its proxy's CPU from the start of the burst until its last server was usable,
+divided by N. Reports median / max time and CPU per server for each side, the ratios, and where DLaaS's time goes
+(spawn to `ready`, redirects and OAuth to the page, page to usable); appends the table to docs/benchmarks.md.
 
     .venvs/main/bin/python bench/bench_time_to_lab.py [--sizes 1,10] [--rounds 3]   # --sizes 1,10,20 for 20
+    .venvs/main/bin/python bench/bench_time_to_lab.py --imports   # which modules only one side imports
 """
 
 from __future__ import annotations
@@ -113,12 +114,12 @@ def sidebar_ready(session: requests.Session, base: str, token_file: Path) -> boo
     return found.status_code == 200 and isinstance(found.json(), list) and len(found.json()) > 0
 
 
-def bare_server(home: Path, deadline: float) -> dict:
+def bare_server(home: Path, deadline: float, extra_env: dict[str, str] | None = None) -> dict:
     """Start one bare `jupyter lab`, wait until usable, leave it running; its result and process."""
     home.mkdir(parents=True)
     token, port = secrets.token_hex(16), free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
-    env.update(HOME=str(home), USER=os.environ.get("USER", "root"), SHELL="/bin/bash")
+    env.update(HOME=str(home), USER=os.environ.get("USER", "root"), SHELL="/bin/bash", **(extra_env or {}))
     cmd = [
         str(JUPYTER_LAB),
         "--no-browser",
@@ -234,12 +235,12 @@ def burst(fn, items, timeout: float) -> list:
         return list(pool.map(lambda item: fn(item, deadline), items))
 
 
-def bare_round(homes: list[Path], timeout: float) -> list[dict]:
+def bare_round(homes: list[Path], timeout: float, extra_env: dict[str, str] | None = None) -> list[dict]:
     """N bare servers at once, each stopped once all are usable (or the round failed)."""
     started: list[dict] = []
 
     def one(home, deadline):
-        started.append(bare_server(home, deadline))
+        started.append(bare_server(home, deadline, extra_env))
         return started[-1]
 
     try:
@@ -249,10 +250,15 @@ def bare_round(homes: list[Path], timeout: float) -> list[dict]:
             stop_bare(result["process"])
 
 
-def dlaas_round(hub_url: str, admin: requests.Session, browsers: dict, names: list[str], timeout: float) -> list[dict]:
-    """N spawns at once through the hub; the servers are stopped afterwards."""
+def dlaas_round(
+    hub_url: str, admin: requests.Session, browsers: dict, names: list[str], timeout: float, hub_pids: list[int]
+) -> tuple[list[dict], float]:
+    """N spawns at once through the hub; their results and the hub's and proxy's CPU per server until the last one
+    was usable (stopping the servers afterwards is not part of it, as a bare server's stop is not)."""
+    before = sum(own_cpu(p) for p in hub_pids)
     try:
-        return burst(lambda name, deadline: dlaas_spawn(hub_url, admin, browsers[name], name, deadline), names, timeout)
+        got = burst(lambda name, deadline: dlaas_spawn(hub_url, admin, browsers[name], name, deadline), names, timeout)
+        return got, (sum(own_cpu(p) for p in hub_pids) - before) / len(names)
     finally:
         stop_dlaas(admin, names)
 
@@ -262,13 +268,49 @@ def summary(results: list[dict]) -> dict:
     return {"median": statistics.median(times), "max": max(times), "cpu": statistics.median(r["cpu"] for r in results)}
 
 
+IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)")
+PROFILE_IMPORTS = {"PYTHONPROFILEIMPORTTIME": "1"}
+
+
+def imported(log: Path) -> dict[str, float]:
+    """Module -> seconds of its own import, from a log of a server started with PYTHONPROFILEIMPORTTIME."""
+    found: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if m := IMPORT_LINE.search(line):
+            found.setdefault(m.group(2), int(m.group(1)) / 1e6)
+    return found
+
+
+def import_report(bare: dict[str, float], dlaas: dict[str, float]) -> str:
+    """The modules only one side imported until usable, by top-level package, with their own import time."""
+    lines = [f"modules imported: bare {len(bare)} ({sum(bare.values()):.2f} s), DLaaS {len(dlaas)} "]
+    lines[0] += f"({sum(dlaas.values()):.2f} s; import times under PYTHONPROFILEIMPORTTIME, which inflates them)"
+    for side, mine, other in (("DLaaS", dlaas, bare), ("bare", bare, dlaas)):
+        only: dict[str, list[float]] = {}
+        for module, seconds in mine.items():
+            if module not in other:
+                only.setdefault(module.split(".")[0], []).append(seconds)
+        total = sum(sum(v) for v in only.values())
+        lines.append(f"only {side}: {sum(len(v) for v in only.values())} modules, {total * 1000:.0f} ms")
+        for package, times in sorted(only.items(), key=lambda kv: -sum(kv[1]))[:15]:
+            lines.append(f"  {package:<28} {len(times):4d} modules {sum(times) * 1000:8.1f} ms")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10", help="servers started at once, comma-separated (e.g. 1,10,20)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per size (bare and DLaaS alternate)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a burst may take at most")
     parser.add_argument("--no-append", action="store_true")
+    parser.add_argument(
+        "--imports",
+        action="store_true",
+        help="instead: one server of each side with PYTHONPROFILEIMPORTTIME; lists the modules only one side imports",
+    )
     args = parser.parse_args()
+    if args.imports:
+        args.sizes, args.rounds, args.no_append = "1", 1, True
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
         if not sizes or min(sizes) < 1 or args.rounds < 1:
@@ -291,6 +333,9 @@ def main() -> int:
     ]
     scopes = ["admin:servers", "read:users", "read:servers", "admin:server_state"]
     extra, admin_token = admin_service("bench-admin", scopes)
+    profile_env = PROFILE_IMPORTS if args.imports else None
+    if profile_env:  # the local spawner's servers write to the hub's log
+        extra["Spawner"] = {"environment": profile_env}
     results: dict[tuple[int, str], list[dict]] = {}
     hub_cpu: dict[int, list[float]] = {}
     bare_homes = Path(tempfile.mkdtemp(prefix="dlaas-bare-lab-"))
@@ -317,13 +362,11 @@ def main() -> int:
                         for side in ("bare", "dlaas") if r % 2 == 0 else ("dlaas", "bare"):
                             if side == "bare":
                                 homes = [bare_homes / f"n{n}r{r}i{i}" for i in range(n)]
-                                got = bare_round(homes, args.timeout)
+                                got = bare_round(homes, args.timeout, profile_env)
                             else:
-                                before = sum(own_cpu(p) for p in hub_pids)
-                                got = dlaas_round(
-                                    hub.url, admin, browsers, [f"{prefix}{n}r{r}i{i}" for i in range(n)], args.timeout
-                                )
-                                hub_cpu.setdefault(n, []).append((sum(own_cpu(p) for p in hub_pids) - before) / n)
+                                now = [f"{prefix}{n}r{r}i{i}" for i in range(n)]
+                                got, hub_share = dlaas_round(hub.url, admin, browsers, now, args.timeout, hub_pids)
+                                hub_cpu.setdefault(n, []).append(hub_share)
                             results.setdefault((n, side), []).extend(got)
                             s = summary(got)
                             print(
@@ -331,6 +374,10 @@ def main() -> int:
                                 f"CPU/server {s['cpu']:.2f} s",
                                 flush=True,
                             )
+                if args.imports:
+                    bare_log = bare_homes / "n1r0i0" / "server.log"
+                    print(import_report(imported(bare_log), imported(hub.process.log_path)))
+                    return 0
     finally:
         shutil.rmtree(bare_homes, ignore_errors=True)
 
@@ -369,7 +416,7 @@ def main() -> int:
             "also the Rucio sidebar's instances + a demo-scope search with results and the token file. DLaaS timed "
             "from the POST of the spawn form through spawn-pending, its progress stream and the OAuth redirects "
             "(users logged in before); CPU per server: the server's process tree when usable (+ the hub's and "
-            "proxy's CPU during the burst / N).",
+            "proxy's CPU until the burst's last server was usable / N).",
             table,
         )
     return 0

@@ -13,6 +13,7 @@ Used by the local stack's spawner (devstack.local_spawner) and by KubeSpawner in
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 
@@ -24,19 +25,37 @@ async def wait_listening(
     host: str, port: int, *, interval: float, timeout: float, alive: Callable[[], bool] = lambda: True
 ) -> bool:
     """Whether `host:port` accepted a connection within `timeout` seconds, trying every `interval` seconds while
-    `alive()` holds (a server process that ended will never listen)."""
+    `alive()` holds (a server process that ended will never listen).
+
+    Each try is a bare non-blocking connect to the addresses resolved once: about half the hub's CPU of an asyncio
+    stream connection (measured 60 vs 113 us), which counts when a burst of spawns polls ten times a second each."""
+    loop = asyncio.get_running_loop()
     deadline = time.monotonic() + timeout
+    addresses: list[tuple] = []
     while alive():
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=min(5.0, timeout))
-        except (TimeoutError, OSError):
-            if time.monotonic() + interval >= deadline:
-                return False
-            await asyncio.sleep(interval)
-        else:
-            writer.close()
-            return True
+            if not addresses:  # a name the cluster's DNS does not know yet is tried again next time
+                addresses = [(i[0], i[4]) for i in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+            for family, address in addresses:
+                if await _connects(loop, family, address, min(5.0, timeout)):
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() + interval >= deadline:
+            return False
+        await asyncio.sleep(interval)
     return False
+
+
+async def _connects(loop: asyncio.AbstractEventLoop, family: int, address: tuple, timeout: float) -> bool:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, address)
+        except (TimeoutError, OSError):
+            return False
+    return True
 
 
 class WaitsUntilListening(LoggingConfigurable):

@@ -40,6 +40,14 @@ async def test_returns_once_the_server_listens_and_not_before():
     (await later).close()
 
 
+async def test_a_host_name_is_resolved_and_each_of_its_addresses_tried():
+    listening: list[bool] = []
+    later = await listen_later(0.3, listening)  # 127.0.0.1 only: "localhost" may name ::1 first
+    assert await wait_listening("localhost", later.port, interval=0.05, timeout=10)
+    assert listening == [True]
+    (await later).close()
+
+
 async def test_gives_up_at_the_timeout_when_nothing_listens():
     later = await listen_later(60, [])
     assert not await wait_listening("127.0.0.1", later.port, interval=0.05, timeout=0.3)
