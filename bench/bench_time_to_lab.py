@@ -142,7 +142,8 @@ def bare_server(home: Path, deadline: float, extra_env: dict[str, str] | None = 
                     break
                 except NotYet:
                     if process.poll() is not None or time.perf_counter() > deadline:
-                        raise RuntimeError(f"bare jupyter lab did not come up (see {home / 'server.log'})") from None
+                        last = (home / "server.log").read_text(errors="replace").strip().splitlines()[-3:]
+                        raise RuntimeError(f"bare jupyter lab did not come up: {' | '.join(last)}") from None
                     time.sleep(POLL)
     except BaseException:
         stop_bare(process)
