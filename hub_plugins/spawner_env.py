@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from traitlets import Integer, Unicode
+from traitlets import Float, Integer, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 from singleuser import contract
@@ -43,12 +43,28 @@ class DataLakeEnvironment(Configurable):
         int(contract.PATH_BEGINS_AT.default), config=True, help=contract.PATH_BEGINS_AT.meaning
     )
     rucio_ca_cert = Unicode(contract.CA_CERT.default, config=True, help=contract.CA_CERT.meaning)
+    rucio_timeout = Float(
+        float(contract.RUCIO_TIMEOUT.default),
+        config=True,
+        help="""Seconds the Rucio sidebar (the Rucio extension's calls) waits for Rucio's answer before it says Rucio
+        is not answering; a frozen or overloaded Rucio otherwise leaves its spinner turning. Big searches and replica
+        lists must fit in it.""",
+    )
     rucio_config_path = Unicode(
         "/tmp/dlaas-{username}/rucio.cfg",
         config=True,
         help="Where the user's server writes rucio.cfg for the rucio CLI and Python ({username} is replaced); no "
         "secret in it. The server accepts the directory only if it is the user's alone.",
     )
+
+    @validate("rucio_timeout")
+    def _positive_timeout(self, proposal):
+        if proposal.value <= 0:
+            raise TraitError(
+                f"DataLakeEnvironment.rucio_timeout must be a number of seconds above 0, not {proposal.value}"
+            )
+        return proposal.value
+
     rucio_cache_dir = Unicode(
         "/tmp/rucio-jupyterlab-{username}",
         config=True,
@@ -113,6 +129,7 @@ class DataLakeEnvironment(Configurable):
             contract.RSE_MOUNT_PATH: self.rucio_rse_mount_path,
             contract.PATH_BEGINS_AT: str(self.rucio_path_begins_at) if self.rucio_rse_mount_path else "",
             contract.CA_CERT: self.rucio_ca_cert,
+            contract.RUCIO_TIMEOUT: f"{self.rucio_timeout:g}",
             contract.SERVER_CONFIG_PATH: self.jupyter_config_path,
             contract.REGISTRAR_URL: self.registrar_url,
             contract.ICON_FONT: self.icon_font,

@@ -64,6 +64,12 @@ PATH_BEGINS_AT = Variable(
     "RUCIO_PATH_BEGINS_AT", "0", "How many leading components of a PFN's path to drop before joining the mount path."
 )
 CA_CERT = Variable("RUCIO_CA_CERT", "", "CA bundle for the Rucio server (empty: the system's).")
+RUCIO_TIMEOUT = Variable(
+    "DLAAS_RUCIO_TIMEOUT",
+    "60",
+    "Seconds the Rucio sidebar waits for Rucio's answer before it says Rucio is not answering (the Rucio extension's"
+    " calls, singleuser.rucio_jupyterlab_fixes request-timeout).",
+)
 CLIENT_CONFIG = Variable(
     "RUCIO_CONFIG", "", "Where the server writes rucio.cfg (no secret in it) for the rucio CLI and Python."
 )
@@ -131,6 +137,7 @@ FROM_HUB = (
     RSE_MOUNT_PATH,
     PATH_BEGINS_AT,
     CA_CERT,
+    RUCIO_TIMEOUT,
     CLIENT_CONFIG,
     EXTENSION_CACHE,
     SCRATCH_MOUNT,

@@ -16,6 +16,10 @@ Running it again changes nothing. docs/rucio-jupyterlab.md describes each proble
 - no-upload-tab: the panel's upload tab lists upload jobs, but 41.0.0 registers no command that starts one, and on
   DLaaS users do not register replicas themselves (datalakectl and the registration service do): a tab that could
   only ever say "You do not have upload jobs." is removed.
+- request-timeout: the extension calls Rucio without a timeout, so a Rucio that accepts connections and never
+  answers (frozen, overloaded) leaves the sidebar's spinner turning for ever. Each call now waits at most 10 s to
+  connect and the hub's `DataLakeEnvironment.rucio_timeout` seconds (default 60, contract.RUCIO_TIMEOUT) for
+  Rucio's answer; then the sidebar says Rucio is not answering (singleuser.rucio_unreachable).
 
     python -m singleuser.rucio_jupyterlab_fixes [--check] [--diff]
 """
@@ -30,6 +34,8 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from singleuser import contract
 
 VERSION = "41.0.0"
 
@@ -65,6 +71,13 @@ _WAIT_METHOD = '''    def _wait_for_first_fetch(self, scope, name, did):
         return (self.get_all_pfn_file_replicas_from_db(attached_files) or []) if attached_files else []
 
 '''
+
+_TIMEOUT_FUNCTION = f"""
+
+def _timeout():
+    \"\"\"(connect, read) seconds for a call to Rucio: {contract.RUCIO_TIMEOUT.name} to wait for its answer.\"\"\"
+    return (10, float(os.environ.get("{contract.RUCIO_TIMEOUT.name}") or {contract.RUCIO_TIMEOUT.default}))
+"""
 
 FIXES = (
     Fix(
@@ -129,6 +142,31 @@ FIXES = (
         ',{title:i().createElement("div",{className:e.instanceOption},i().createElement("i",'
         '{className:`${e.infoIcon} material-icons`},"upload")),value:4,right:!0}]',
         "]",
+    ),
+    Fix(
+        "request-timeout",
+        "python:rucio/rucio.py",
+        "import logging\nimport re\n",
+        "import logging\nimport os\nimport re\n",
+    ),
+    Fix(
+        "request-timeout",
+        "python:rucio/rucio.py",
+        "logger = logging.getLogger(__name__)\n",
+        "logger = logging.getLogger(__name__)\n" + _TIMEOUT_FUNCTION,
+    ),
+    Fix(
+        "request-timeout",
+        "python:rucio/rucio.py",
+        "                data=data,\n                verify=self.rucio_ca_cert\n            )\n",
+        "                data=data,\n                verify=self.rucio_ca_cert,\n"
+        "                timeout=_timeout(),\n            )\n",
+    ),
+    Fix(
+        "request-timeout",
+        "python:rucio/rucio.py",
+        "json=data, verify=self.rucio_ca_cert)\n",
+        "json=data, verify=self.rucio_ca_cert, timeout=_timeout())\n",
     ),
 )
 

@@ -29,6 +29,7 @@ from tests.helpers import TEST_ADMIN_TOKEN, hub_test_extra
 LIFETIME = 12  # seconds an exchanged token lives
 MARGIN = 4  # the hub refreshes this long before expiry
 AGENT_BACKOFF = 2  # the token agents' longest wait between retries (their retry bound)
+RUCIO_TIMEOUT = 5  # seconds alice's sidebar waits for Rucio's answer (DataLakeEnvironment.rucio_timeout)
 TRANSFER_QUEUE = 3  # seconds each transfer job waits before it copies (test_rucio_faults kills the daemons then)
 
 
@@ -40,6 +41,8 @@ def lake():
     agent = [f"--TokenAgent.max_backoff={AGENT_BACKOFF}", f"--TokenAgent.max_auth_backoff={AGENT_BACKOFF}"]
     # The hub polls its users' servers every 5 s (JupyterHub's default: 30 s), so a dead one is noticed quickly.
     extra["Spawner"] = {"args": [*allow_root, *agent], "poll_interval": 5}
+    # The sidebar gives up on a Rucio that does not answer after RUCIO_TIMEOUT s (production: 60 s).
+    extra["DataLakeEnvironment"] = {"rucio_timeout": RUCIO_TIMEOUT}
     with (
         temporary_state("faults") as state,
         Stack(

@@ -27,7 +27,7 @@ from devstack.procs import group_alive
 from devstack.rucio_seed import DEMO_SCOPE, DESTINATION_RSE, HIGGS_DATASET, SCRATCH_RSE, rse_dir
 from devstack.settings import VENVS
 from singleuser.rucio_unreachable import UNREACHABLE
-from tests.faults.conftest import sidebar_search
+from tests.faults.conftest import RUCIO_TIMEOUT, sidebar_search
 
 
 def _answers(lake) -> bool:
@@ -194,6 +194,32 @@ def test_the_sidebar_says_rucio_is_not_answering_while_it_is_down_and_recovers_b
     print(
         f"\n[faults] Rucio stopped: sidebar said {down.status_code} {said['error']!r}; results {back:.1f}s after start"
     )
+
+
+def test_a_frozen_rucio_gives_the_sidebar_the_not_answering_line_and_waiting_searches_answer_once_it_goes_on(
+    lake, alice, record_property
+):
+    """A Rucio that accepts connections and never answers (its processes stopped with SIGSTOP, as an overloaded or
+    hung server behaves): the sidebar's search ends with the one line after RUCIO_TIMEOUT s instead of spinning
+    for ever (singleuser.rucio_jupyterlab_fixes request-timeout); after SIGCONT it answers with results again."""
+    browser, _, _ = alice
+    wait_for(lambda: _search_results(lake, browser), timeout=60, what="alice's sidebar search to answer")
+    pid = lake.rucio.process.pid
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        frozen = sidebar_search(lake, browser)
+        waited = time.monotonic() - started
+        assert frozen.status_code == 503, (frozen.status_code, frozen.text[:300])
+        assert frozen.json()["error"] == UNREACHABLE
+        assert "timed out" not in frozen.text and "ConnectionPool" not in frozen.text, frozen.text[:300]
+        assert waited >= RUCIO_TIMEOUT  # it waited for Rucio, then gave up
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    results = wait_for(lambda: _search_results(lake, browser), timeout=60, what="the sidebar's search to answer")
+    assert f"{DEMO_SCOPE}:{HIGGS_DATASET}" in {r["did"] for r in results}, results
+    record_property("sidebar_frozen_rucio_answer_s", round(waited, 1))
+    print(f"\n[faults] Rucio frozen: sidebar said {frozen.status_code} {UNREACHABLE!r} after {waited:.1f}s")
 
 
 def test_a_rule_reaches_ok_with_correct_bytes_when_the_daemons_are_killed_mid_transfer(

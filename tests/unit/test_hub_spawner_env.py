@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+import pytest
+from traitlets import TraitError
 from traitlets.config import Config, Configurable
 
 from hub_plugins.hub_roles import SERVER_TOKEN_SCOPES
@@ -107,3 +109,13 @@ def test_unset_settings_mean_the_same_default_on_both_sides():
     assert hub.rucio_instance_name == server.rucio_instance_name
     assert hub.rucio_display_name == server.rucio_display_name
     assert hub.rucio_path_begins_at == server.path_begins_at == 0
+
+
+def test_the_rucio_timeout_reaches_the_server_and_must_be_positive():
+    config = Config()
+    config.DataLakeEnvironment.rucio_timeout = 7.5
+    env = DataLakeEnvironment(config=config).environment(spawner("alice"))
+    assert env[contract.RUCIO_TIMEOUT.name] == "7.5"
+    assert DataLakeEnvironment().environment(spawner("bob"))[contract.RUCIO_TIMEOUT.name] == "60"
+    with pytest.raises(TraitError, match="rucio_timeout must be a number of seconds above 0"):
+        DataLakeEnvironment(rucio_timeout=0)
