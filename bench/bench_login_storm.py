@@ -8,6 +8,7 @@ Reports logins/s, p50/p95/p99 login latency, time to JupyterLab, errors, and the
 appends the table to docs/benchmarks.md.
 
     .venvs/main/bin/python bench/bench_login_storm.py [--users 200] [--concurrency 20] [--spawn 20]
+    .venvs/main/bin/python bench/bench_login_storm.py --spawn 0 --onboarding   # first logins onboarded into Rucio
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.hub_stack import append_results, hub_stack, process_tree_usage  # noqa: E402
 
 
+def onboarding_outcomes(stack) -> dict[str, float]:
+    """The hub's count of just-in-time onboardings by outcome, from its /metrics (read with the admin service)."""
+    counts: dict[str, float] = {}
+    text = stack.admin.get(f"{stack.hub.url}/hub/metrics", timeout=30).text
+    for line in text.splitlines():
+        if line.startswith("dlaas_onboarding_runs_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            counts[outcome] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200)
@@ -44,15 +56,24 @@ def main() -> int:
         action="store_true",
         help="users the hub already knows (each logged in once before the storm, not measured)",
     )
+    parser.add_argument(
+        "--onboarding",
+        action="store_true",
+        help="with Rucio: each first login runs the just-in-time onboarding (dlaas-rucio-sync for that user) before "
+        "it lands, as in production",
+    )
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
+    if args.onboarding and args.returning:
+        parser.error("--onboarding measures first logins: leave out --returning")
 
     latencies, errors, to_lab = [], [], []
     peak_rss = 0
     with hub_stack(
         args.users,
         "user",
-        admin_scopes=["read:users"],
+        admin_scopes=["read:users", "read:metrics"],
+        parts=("rucio", "jupyterhub") if args.onboarding else ("login",),
         **({"sqlite_wal": False, "pure_python_http": True} if args.baseline else {}),
     ) as stack:
         hub = stack.hub
@@ -110,6 +131,7 @@ def main() -> int:
         wall = time.perf_counter() - started
         stop.set()
         cpu_after, _ = process_tree_usage(hub.process.pid)
+        onboarded = onboarding_outcomes(stack) if args.onboarding else {}
         iam_cpu = process_tree_usage(stack.iam.process.pid)[0] - iam_before
         own_cpu = sum(os.times()[:2]) - own_before
 
@@ -126,6 +148,10 @@ def main() -> int:
             f"{own_cpu:.1f} | {peak_rss / 2**20:.0f} |",
         ]
     )
+    if args.onboarding:
+        table += "\n\nOnboarding outcomes (hub metrics): " + (
+            ", ".join(f"{k} {v:g}" for k, v in sorted(onboarded.items())) or "none"
+        )
     print(table)
     if errors:
         print("first errors:", *errors[:3], sep="\n  ")
@@ -136,6 +162,8 @@ def main() -> int:
             else "SQLite WAL, curl HTTP client"
         )
         who = "returning users" if args.returning else "first logins"
+        if args.onboarding:
+            who += " with onboarding into Rucio"
         append_results(
             f"Login storm, {who}, {variant}",
             "Each login: IAM form, code + PKCE, userinfo, two RFC 8693 exchanges (rucio, eos); the hub and "

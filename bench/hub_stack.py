@@ -97,7 +97,8 @@ def own_cpu(pid: int) -> float:
 
 
 def process_tree_usage(pid: int) -> tuple[float, int]:
-    """CPU seconds and resident memory (bytes) of a process and its direct children (from /proc)."""
+    """CPU seconds and resident memory (bytes) of a process and its direct children (from /proc); the CPU includes
+    the children they already reaped (a first login's onboarding process, for one)."""
     cpu, rss = 0.0, 0
     pids = [pid]
     for child in Path(f"/proc/{pid}/task").glob("*/children"):
@@ -105,7 +106,7 @@ def process_tree_usage(pid: int) -> tuple[float, int]:
     for p in pids:
         try:
             fields = proc_stat(p)
-            cpu += (int(fields[11]) + int(fields[12])) / TICKS
+            cpu += sum(int(f) for f in fields[11:15]) / TICKS
             rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):
             pass
@@ -137,9 +138,11 @@ def hub_stack(
     admin_scopes: list[str],
     access_token_ttl: int = 3600,
     hub_settings: dict | None = None,
+    parts: tuple[str, ...] = ("login",),
     **hub_kwargs,
 ) -> Iterator[HubStack]:
-    """A dev IAM with `n_users` members of escape/users and a hub with an admin service; all stopped at exit."""
+    """A dev IAM with `n_users` members of escape/users and a hub with an admin service, started with the stack's
+    `parts` (devstack.stack profiles: with "rucio", first logins are onboarded into Rucio); all stopped at exit."""
     users = [
         {
             "username": f"{prefix}{i:04d}",
@@ -157,5 +160,5 @@ def hub_stack(
         iam_options = {"users_file": state / "users.json", "access_token_ttl": access_token_ttl}
         hub_options = {"extra": {**extra, **(hub_settings or {})}, **hub_kwargs}
         with Stack(Settings.free_ports(state), iam_options=iam_options, hub_options=hub_options) as stack:
-            stack.start("login")
+            stack.start(*parts)
             yield HubStack(stack.settings, stack.iam, stack.hub, service_session(stack.hub, admin_token), users)
