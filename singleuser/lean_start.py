@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import sys
+import threading
 import types
 
 # Module attributes the import system itself reads and writes: reading them must not run a deferred module.
@@ -38,6 +39,8 @@ DEFERRED = frozenset({"sqlalchemy", "jupyterhub.handlers", "jupyterhub.orm", "ju
 # Module -> the names it must give at import without running: stand-in classes (module docstring).
 STAND_INS = {"jupyterhub.handlers.pages": ("HealthCheckHandler",)}
 _REAL_LOADER = "__dlaas_deferred_loader__"
+_RUNNING = threading.RLock()  # held while a deferred or stand-in module runs its real code
+_IN_PROGRESS = object()  # in place of the real loader while a deferred module runs
 
 
 class DeferredModule(types.ModuleType):
@@ -55,18 +58,32 @@ class DeferredModule(types.ModuleType):
         if submodule is not None:
             return submodule
         run_deferred(self)
-        return getattr(self, name)
+        return types.ModuleType.__getattribute__(self, name)
 
 
 def run_deferred(module: types.ModuleType) -> None:
-    """Run a deferred module's code now (once), and leave it an ordinary module with its real loader."""
+    """Run a deferred module's code now (once), and leave it an ordinary module with its real loader. Another thread
+    that uses the module meanwhile waits until it ran, as it would for an import in progress; the module's own code
+    using it while it runs sees it partly run, as in a circular import."""
     namespace = module.__dict__
-    loader = namespace.pop(_REAL_LOADER, None)
-    if loader is None:
-        return
-    module.__class__ = types.ModuleType
-    module.__loader__ = module.__spec__.loader = loader
-    loader.exec_module(module)
+    with _RUNNING:
+        loader = namespace.get(_REAL_LOADER)
+        if loader is None or loader is _IN_PROGRESS:
+            return
+        namespace[_REAL_LOADER] = _IN_PROGRESS
+        module.__loader__ = module.__spec__.loader = loader
+        try:
+            loader.exec_module(module)
+        finally:
+            del namespace[_REAL_LOADER]
+            module.__class__ = types.ModuleType
+
+
+def _real_attribute(loader, name: str):
+    real = loader.__dict__.get("real")  # not self.real: no recursion while the loader is half-built (copy, pickle)
+    if real is None:
+        raise AttributeError(name)
+    return getattr(real, name)
 
 
 class DeferringLoader(importlib.abc.Loader):
@@ -76,7 +93,7 @@ class DeferringLoader(importlib.abc.Loader):
         self.real = real
 
     def __getattr__(self, name):  # the rest of a loader's interface (is_package, get_resource_reader, ...)
-        return getattr(self.real, name)
+        return _real_attribute(self, name)
 
     def create_module(self, spec):
         return self.real.create_module(spec)
@@ -94,7 +111,7 @@ class StandInLoader(importlib.abc.Loader):
         self.real, self.names = real, names
 
     def __getattr__(self, name):
-        return getattr(self.real, name)
+        return _real_attribute(self, name)
 
     def exec_module(self, module):
         real = self.real
@@ -102,9 +119,10 @@ class StandInLoader(importlib.abc.Loader):
         def load_real(name):
             if name.startswith("__"):
                 raise AttributeError(name)
-            del module.__getattr__
-            module.__loader__ = module.__spec__.loader = real
-            real.exec_module(module)
+            with _RUNNING:
+                if module.__dict__.pop("__getattr__", None) is not None:
+                    module.__loader__ = module.__spec__.loader = real
+                    real.exec_module(module)
             return getattr(module, name)
 
         for name in self.names:

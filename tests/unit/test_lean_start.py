@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -44,6 +45,13 @@ PACKAGE = {
         class Other:
             pass
     """,
+    "leanslow.py": """
+        import time
+        import lean_record
+        lean_record.ran.append("leanslow")
+        time.sleep(0.3)
+        VALUE = "slow"
+    """,
     "leanmod.py": """
         import lean_record
         lean_record.ran.append("leanmod")
@@ -59,10 +67,10 @@ def hooked(tmp_path, monkeypatch):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(textwrap.dedent(text))
     monkeypatch.syspath_prepend(str(tmp_path))
-    hook = lean_start.LeanImports(deferred={"leanpkg", "leanmod"}, stand_ins={"leanpkg.page": ("Handler",)})
+    hook = lean_start.LeanImports(deferred={"leanpkg", "leanmod", "leanslow"}, stand_ins={"leanpkg.page": ("Handler",)})
     monkeypatch.setattr(sys, "meta_path", [hook, *sys.meta_path])
     yield
-    for name in [m for m in sys.modules if m.split(".")[0] in ("leanpkg", "leanmod", "lean_record")]:
+    for name in [m for m in sys.modules if m.split(".")[0] in ("leanpkg", "leanmod", "leanslow", "lean_record")]:
         del sys.modules[name]
 
 
@@ -136,6 +144,14 @@ def test_a_stand_in_gives_its_name_without_running_and_any_other_name_loads_the_
     assert page.Handler.real is True and Other is page.Other
     assert type(page.__loader__).__name__ == "SourceFileLoader"
     assert ran() == ["leanpkg.page"]  # the package itself still has not run
+
+
+def test_threads_using_a_deferred_module_at_once_all_wait_for_it_to_have_run(hooked):
+    import leanslow
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda _: leanslow.VALUE, range(4))) == ["slow"] * 4
+    assert ran() == ["leanslow"]
 
 
 def test_modules_outside_the_hook_import_as_usual(hooked):
