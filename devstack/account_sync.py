@@ -7,8 +7,8 @@ the real command once (tests); `start()` runs it every `every` seconds in the ba
 it by PID.
 
 In the stack (devstack.stack.Stack): the client is registered with the hub's, `prepare()` runs after Rucio's seed,
-the `sync` part (`make up`) runs it every ten minutes writing its metrics file, and the hub runs `onboard_command`
-for a member's first login.
+the `sync` part (`make up`) runs it every ten minutes writing its metrics file, and the hub keeps `onboard_command`
+running as its onboarding worker for members' first logins.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def register_sync_client(iam) -> dict:
 
 
 def onboard_command(settings: Settings, iam) -> list[str]:
-    """The hub's EscapeIAMAuthenticator.onboard_command: this sync for one user (the hub appends `--sub`), with the
-    credentials the stack prepared (AccountSync.prepare, at Rucio's seed); RUCIO_CONFIG names a file, no secret."""
+    """The hub's EscapeIAMAuthenticator.onboard_command: this sync as the hub's onboarding worker (the hub appends
+    `--serve` and writes one IAM sub per line), with the credentials the stack prepared (AccountSync.prepare, at
+    Rucio's seed); RUCIO_CONFIG names a file, no secret."""
     sync = AccountSync(settings, iam, None)
     return ["/usr/bin/env", f"RUCIO_CONFIG={sync.rucio_config}", *sync.argv()]
 

@@ -15,13 +15,18 @@ A full run also writes its metrics to --metrics-file (DLAAS_SYNC_METRICS_FILE) w
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
-from dlaas_sync.sync import DEFAULT_GROUPS, SyncConfig, sync_all, sync_user
+from dlaas_sync.rucio_side import one_line
+from dlaas_sync.scim import ScimClient
+from dlaas_sync.sync import DEFAULT_GROUPS, Report, SyncConfig, rucio_client, sync_all, sync_user
 
 PROG = "dlaas-rucio-sync"
 UNITS = {
@@ -106,6 +111,12 @@ def parser() -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group()
     who.add_argument("--user", metavar="NAME", help="sync this IAM user only (userName, or the hub's username)")
     who.add_argument("--sub", metavar="ID", help="sync the IAM user with this id (her tokens' sub) only")
+    who.add_argument(
+        "--serve",
+        action="store_true",
+        help="the hub's onboarding worker: read IAM user ids (subs) from stdin, one per line, sync each as --sub "
+        "does and answer each with one JSON line on stdout; ends at the end of stdin (hub_plugins.onboarding)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for IAM (default: %(default)s)")
     p.add_argument(
         "--metrics-file",
@@ -145,10 +156,51 @@ def config_from(args, p: argparse.ArgumentParser) -> SyncConfig:
     )
 
 
+#: An IAM user id as a line of the onboarding protocol: IAM's are UUIDs; no spaces or control characters.
+SUB = re.compile(r"[A-Za-z0-9._@:-]{1,255}")
+
+
+def serve(config: SyncConfig, requests: Iterable[str], answers: TextIO, *, sync=sync_user, rucio=None) -> int:
+    """Sync one IAM user per line of `requests` (her sub), answering each with one JSON line on `answers`:
+    {"sub", "exit" (the exit status --sub would give), "line" (its last line: the summary or the error),
+    "account" (her account once ready, else null)}. The IAM client's token, IAM's discovery and the Rucio client are
+    kept from one user to the next, which is what makes a first login cheap; a Rucio client that failed is made
+    again for the next user. Errors also go to stderr, as for --sub."""
+    scim = ScimClient(config.iam_url, config.client_id, config.client_secret, timeout=config.timeout)
+    for request in requests:
+        sub = request.strip()
+        if not SUB.fullmatch(sub):
+            answer = {"sub": sub[:255], "exit": 2, "line": "not an IAM user id", "account": None}
+        else:
+            report, rucio = _serve_one(config, sub, sync, scim, rucio)
+            if report.error:
+                print(f"{PROG}: error: {report.error}", file=sys.stderr, flush=True)
+            line = report.error or (report.lines() or [""])[-1]
+            answer = {"sub": sub, "exit": report.exit_code, "line": line, "account": report.account}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+    return 0
+
+
+def _serve_one(config: SyncConfig, sub: str, sync, scim: ScimClient, rucio) -> tuple[Report, object]:
+    """One user's sync with the kept clients: its report, and the Rucio client to keep (None after an error,
+    so that the next user gets a new one)."""
+    try:
+        rucio = rucio if rucio is not None else rucio_client()
+    except Exception as e:  # Rucio unreachable: this user's answer says so, the next one tries again
+        return Report(error=f"Rucio: {one_line(e)}"), None
+    report = sync(config, sub=sub, rucio=rucio, scim=scim)
+    return report, (None if report.error else rucio)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     config = config_from(args, p)
+    if args.serve:
+        if args.dry_run:
+            p.error("--serve makes the changes: leave out --dry-run")
+        return serve(config, sys.stdin, sys.stdout)
     started = time.time()
     if args.user or args.sub:
         report = sync_user(config, username=args.user, sub=args.sub, dry_run=args.dry_run)

@@ -58,12 +58,15 @@ class Report:
         )
 
 
-def _rucio_client(rucio):
-    if rucio is not None:
-        return rucio
+def rucio_client():
+    """rucio-clients' Client, reaching Rucio as RUCIO_CONFIG says."""
     from rucio.client import Client
 
     return Client()
+
+
+def _rucio_client(rucio):
+    return rucio if rucio is not None else rucio_client()
 
 
 def _scim(config: SyncConfig, scim):

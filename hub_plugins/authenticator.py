@@ -42,7 +42,7 @@ from traitlets import Bool, Dict, Float, Integer, List, Set, TraitError, Unicode
 from hub_plugins import hub_roles, iam_groups, metrics, server_tokens
 from hub_plugins.discovery import ENDPOINTS, OPTIONAL_ENDPOINTS, DiscoveryError, discover
 from hub_plugins.logout import IAMLogoutHandler, revoke
-from hub_plugins.onboarding import onboard
+from hub_plugins.onboarding import OnboardingWorker, onboard
 from hub_plugins.token_checks import JWKS, TokenCheckError, check
 from hub_plugins.token_exchange import ExchangeError, Target, earliest_expiry, exchange_all
 
@@ -177,9 +177,10 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
     onboard_command = List(
         Unicode(),
         config=True,
-        help="""Command giving a new member her Rucio account at her first login, run with `--sub <her IAM sub>`
-        appended (hub_plugins.onboarding), e.g. ["dlaas-rucio-sync", "--iam-url", ..., "--client-id", ...,
-        "--client-secret-file", ...] with the sync's Rucio client configuration in the hub's environment.
+        help="""Command giving a new member her Rucio account at her first login: run once with `--serve` appended,
+        as a worker that takes one IAM sub per line (hub_plugins.onboarding), e.g. ["dlaas-rucio-sync",
+        "--iam-url", ..., "--client-id", ..., "--client-secret-file", ...] with the sync's Rucio client
+        configuration in the hub's environment.
         Empty: the scheduled sync alone creates accounts.""",
     )
     onboard_timeout = Float(
@@ -271,6 +272,7 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self._onboarding: OnboardingWorker | None = None  # started at the first onboarding
         from jupyterhub.crypto import CryptKeeper
 
         if self.enable_auth_state and not CryptKeeper.instance().keys:
@@ -470,7 +472,9 @@ class EscapeIAMAuthenticator(GenericOAuthenticator):
             metrics.LOGINS.labels("not_allowed").inc()
             return model
         if model.pop(FIRST_LOGIN, False) and self.onboard_command:
-            await onboard(self.onboard_command, model["auth_state"]["sub"], timeout=self.onboard_timeout, log=self.log)
+            if self._onboarding is None:
+                self._onboarding = OnboardingWorker(self.onboard_command, self.log)
+            await onboard(self._onboarding, model["auth_state"]["sub"], timeout=self.onboard_timeout)
         metrics.LOGINS.labels("success").inc()
         return model
 

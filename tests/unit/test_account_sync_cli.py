@@ -1,14 +1,17 @@
 """The dlaas-rucio-sync command line: sizes, limits, where the client secret comes from, and one-line refusals of bad
-options (exit 2) before IAM or Rucio is contacted."""
+options (exit 2) before IAM or Rucio is contacted; --serve's answers, one JSON line per user, with its clients kept."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
-from dlaas_sync.cli import config_from, main, parse_size, parser
+from dlaas_sync.cli import config_from, main, parse_size, parser, serve
 from dlaas_sync.desired import Refused
 from dlaas_sync.plan import Change
-from dlaas_sync.sync import Report
+from dlaas_sync.sync import Report, SyncConfig
 
 
 @pytest.mark.parametrize(
@@ -105,3 +108,77 @@ def test_exit_codes_say_done_refused_or_failed():
         "! b: refused: why",
         "s",
     ]
+
+
+# --- --serve: the hub's onboarding worker ----------------------------------------------------------------------------
+
+CONFIG = SyncConfig(iam_url="https://iam.example.org/", client_id="sync", client_secret="s3cret")
+
+
+class Syncs:
+    """Stands for sync_user (tested on its own and against the real services): records each call's user and the
+    clients it got, answers `reports` in turn."""
+
+    def __init__(self, *reports):
+        self.reports, self.calls = list(reports), []
+
+    def __call__(self, config, *, sub, rucio, scim):
+        self.calls.append((sub, rucio, scim))
+        return self.reports.pop(0)
+
+
+def answers(out: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_serve_answers_each_line_in_order_and_keeps_its_clients():
+    ready = Report(changes=[Change("alice", "create")], summary="IAM user alice (member): 1 change", account="alice")
+    syncs, out, rucio = Syncs(ready, Report(summary="in sync: nothing to change")), io.StringIO(), object()
+    assert serve(CONFIG, ["sub-alice\n", "sub-bob\n"], out, sync=syncs, rucio=rucio) == 0
+    assert answers(out) == [
+        {"sub": "sub-alice", "exit": 0, "line": "IAM user alice (member): 1 change", "account": "alice"},
+        {"sub": "sub-bob", "exit": 0, "line": "in sync: nothing to change", "account": None},
+    ]
+    (_, rucio_1, scim_1), (_, rucio_2, scim_2) = syncs.calls
+    assert rucio_1 is rucio_2 is rucio and scim_1 is scim_2  # tokens and discovery kept from one user to the next
+
+
+def test_serve_refuses_a_line_that_is_no_user_id_and_goes_on():
+    syncs, out = Syncs(Report(summary="done")), io.StringIO()
+    serve(CONFIG, ["sub-x other\n", "\n", "sub-ok\n"], out, sync=syncs, rucio=object())
+    assert [(a["sub"], a["exit"], a["line"]) for a in answers(out)] == [
+        ("sub-x other", 2, "not an IAM user id"),
+        ("", 2, "not an IAM user id"),
+        ("sub-ok", 0, "done"),
+    ]
+    assert [sub for sub, _, _ in syncs.calls] == ["sub-ok"]
+
+
+def test_serve_makes_a_new_rucio_client_after_a_failure(monkeypatch, capsys):
+    made = []
+
+    def new_client():
+        if not made:
+            made.append(None)
+            raise ConnectionError("Rucio is down")
+        made.append(object())
+        return made[-1]
+
+    monkeypatch.setattr("dlaas_sync.cli.rucio_client", new_client)
+    syncs = Syncs(Report(error="Rucio: 503 Service Unavailable"), Report(summary="done"))
+    out = io.StringIO()
+    serve(CONFIG, ["sub-a\n", "sub-b\n", "sub-c\n"], out, sync=syncs)
+    assert [(a["exit"], a["line"]) for a in answers(out)] == [
+        (1, "Rucio: ConnectionError: Rucio is down"),
+        (1, "Rucio: 503 Service Unavailable"),
+        (0, "done"),
+    ]
+    assert [rucio for _, rucio, _ in syncs.calls] == [made[1], made[2]]  # the client that failed was not kept
+    assert capsys.readouterr().err.count("dlaas-rucio-sync: error: Rucio:") == 2
+
+
+def test_serve_and_dry_run_are_refused_together(capsys, monkeypatch):
+    monkeypatch.setenv("DLAAS_SYNC_CLIENT_SECRET", "s3cret")
+    with pytest.raises(SystemExit):
+        main(["--iam-url", "https://iam.example.org/", "--client-id", "c", "--serve", "--dry-run"])
+    assert "--serve makes the changes" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from hub_plugins import agent_reports, metrics
-from hub_plugins.onboarding import onboard
+from hub_plugins.onboarding import OnboardingWorker, onboard
 from hub_plugins.token_exchange import GRANT_TYPE
 
 from .ops_hub import callback, expire_soon, operator_hub, operator_idp  # noqa: F401 - fixtures hub, idp
@@ -119,11 +119,19 @@ def test_refreshes_are_timed_and_a_failing_iam_puts_the_user_in_back_off(hub, id
     assert idp.count("refresh_token") == 2
 
 
+#: A worker speaking dlaas-rucio-sync --serve's protocol, answering every user with exit status argv[1].
+ANSWERS = (
+    "import json, sys\n"
+    "for line in sys.stdin:\n"
+    "    print(json.dumps({'sub': line.strip(), 'exit': int(sys.argv[1]), 'line': 'x'}), flush=True)"
+)
+
+
 @pytest.mark.parametrize(
     "command, outcome",
     [
-        ([sys.executable, "-c", "import sys; sys.exit(0)"], "ok"),
-        ([sys.executable, "-c", "import sys; sys.exit(1)"], "failed"),
+        ([sys.executable, "-c", ANSWERS, "0"], "ok"),
+        ([sys.executable, "-c", ANSWERS, "1"], "failed"),
         ([sys.executable, "-c", "import time; time.sleep(30)"], "timeout"),
         (["/nonexistent/dlaas-rucio-sync"], "cannot_run"),
     ],
@@ -132,7 +140,11 @@ async def test_onboarding_runs_are_counted_by_outcome(command, outcome):
     import logging
 
     before = value("dlaas_onboarding_runs_total", outcome=outcome)
-    await onboard(command, "sub-x", timeout=2.0, log=logging.getLogger("test"))
+    worker = OnboardingWorker(command, logging.getLogger("test"))
+    try:
+        await onboard(worker, "sub-x", timeout=2.0)
+    finally:
+        await worker.close(timeout=2)
     assert value("dlaas_onboarding_runs_total", outcome=outcome) == before + 1
 
 
