@@ -30,6 +30,8 @@ from hub_plugins import metrics
 
 #: What may go to the worker as one line: IAM's subs are UUIDs (the authenticator took it from IAM's userinfo).
 SUB = re.compile(r"[A-Za-z0-9._@:-]{1,255}")
+#: The hub's own secrets, which the worker never needs: kept out of its environment.
+HUB_SECRETS = frozenset({"JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN", "JPY_COOKIE_SECRET"})
 
 
 class OnboardingWorker:
@@ -71,7 +73,8 @@ class OnboardingWorker:
                     *self.command,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
-                    env=dict(os.environ),  # its errors, one line each, go to the hub's log (stderr)
+                    # its errors, one line each, go to the hub's log (stderr)
+                    env={k: v for k, v in os.environ.items() if k not in HUB_SECRETS},
                 )
                 self._reader = asyncio.ensure_future(self._read_answers(self._process))
             return self._process

@@ -18,6 +18,8 @@ assert mode.pop() == "--serve"
 for line in sys.stdin:
     sub = line.strip()
     open(calls, "a").write(f"{os.getpid()} {sub}\\n")
+    if "JUPYTERHUB_CRYPT_KEY" in os.environ:
+        open(calls + ".secrets", "a").write("the hub's auth_state key\\n")
     if mode == ["slow"]:
         time.sleep(30)
     if mode == ["crash"]:
@@ -73,6 +75,7 @@ async def test_first_logins_are_onboarded_by_one_worker_that_stays(crypt_key, re
     await close(auth)
     assert sorted(sub for _, sub in recorded(calls)) == ["sub-alice", "sub-bob"]
     assert {p for p, _ in recorded(calls)} == {pid}
+    assert not calls.with_name("calls.secrets").exists()  # the hub's own secrets stay out of the worker
     assert "onboarding: synced sub-alice" in caplog.text and "onboarding: synced sub-bob" in caplog.text
 
 
