@@ -19,8 +19,10 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -160,26 +162,48 @@ def config_from(args, p: argparse.ArgumentParser) -> SyncConfig:
 SUB = re.compile(r"[A-Za-z0-9._@:-]{1,255}")
 
 
-def serve(config: SyncConfig, requests: Iterable[str], answers: TextIO, *, sync=sync_user, rucio=None) -> int:
+def serve(config: SyncConfig, requests: Iterable[str], answers: TextIO, *, sync=sync_user, workers: int = 4) -> int:
     """Sync one IAM user per line of `requests` (her sub), answering each with one JSON line on `answers`:
     {"sub", "exit" (the exit status --sub would give), "line" (its last line: the summary or the error),
-    "account" (her account once ready, else null)}. The IAM client's token, IAM's discovery and the Rucio client are
-    kept from one user to the next, which is what makes a first login cheap; a Rucio client that failed is made
-    again for the next user. Errors also go to stderr, as for --sub."""
-    scim = ScimClient(config.iam_url, config.client_id, config.client_secret, timeout=config.timeout)
-    for request in requests:
-        sub = request.strip()
+    "account" (her account once ready, else null)}. Up to `workers` users at once (as many first logins at once ran
+    a process each before), so a slow one does not hold up the others; answers name their sub and may come in
+    another order. Each worker thread keeps its IAM client token, IAM's discovery and its Rucio client from one
+    user to the next, which is what makes a first login cheap; a Rucio client that failed is made again for the
+    next user. Errors also go to stderr, as for --sub. Returns at the end of `requests`, once all are answered."""
+    clients = _Clients()
+    written = threading.Lock()
+
+    def answer(sub: str) -> None:
         if not SUB.fullmatch(sub):
-            answer = {"sub": sub[:255], "exit": 2, "line": "not an IAM user id", "account": None}
+            said = {"sub": sub[:255], "exit": 2, "line": "not an IAM user id", "account": None}
         else:
-            report, rucio = _serve_one(config, sub, sync, scim, rucio)
+            try:
+                if clients.scim is None:
+                    clients.scim = ScimClient(
+                        config.iam_url, config.client_id, config.client_secret, timeout=config.timeout
+                    )
+                report, clients.rucio = _serve_one(config, sub, sync, clients.scim, clients.rucio)
+            except Exception as e:  # never a user left without an answer
+                report, clients.rucio = Report(error=one_line(e)), None
             if report.error:
                 print(f"{PROG}: error: {report.error}", file=sys.stderr, flush=True)
             line = report.error or (report.lines() or [""])[-1]
-            answer = {"sub": sub, "exit": report.exit_code, "line": line, "account": report.account}
-        answers.write(json.dumps(answer) + "\n")
-        answers.flush()
+            said = {"sub": sub, "exit": report.exit_code, "line": line, "account": report.account}
+        with written:
+            answers.write(json.dumps(said) + "\n")
+            answers.flush()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="onboarding") as pool:
+        for request in requests:
+            pool.submit(answer, request.strip())
     return 0
+
+
+class _Clients(threading.local):
+    """Each worker thread's own IAM (SCIM) and Rucio clients, kept from one user to the next."""
+
+    scim: ScimClient | None = None
+    rucio = None
 
 
 def _serve_one(config: SyncConfig, sub: str, sync, scim: ScimClient, rucio) -> tuple[Report, object]:

@@ -9,9 +9,9 @@ The sync runs in a separate process with its own credentials (the IAM client sec
 manage accounts, in files named on its command line or its environment), so the hub process never holds them. It is
 one long-lived worker, `<onboard_command> --serve`, started at the first onboarding and again whenever it ended: the
 hub writes each user's IAM sub as one line on its stdin and reads one JSON line per user back (dlaas_sync.cli.serve).
-The worker keeps its IAM client token, IAM's discovery and its Rucio client from one user to the next: a process
-per login cost 0.27 s of CPU each and held logins of a storm of first logins for 3.8 s (docs/benchmarks.md). It
-ends at the end of its stdin, i.e. with the hub.
+It syncs up to four users at once, each of its threads keeping its IAM client token, IAM's discovery and its
+Rucio client from one user to the next: a process per login cost 0.27 s of CPU each and held the logins of a storm
+of first logins for 3.8 s (docs/benchmarks.md). It ends at the end of its stdin, i.e. with the hub.
 
 A failing or slow sync never blocks the login: its outcome is logged in one line, and the next scheduled run
 catches up. A worker that does not answer within the timeout keeps working on, and its late answer is dropped.

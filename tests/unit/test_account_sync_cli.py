@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 
 import pytest
 
@@ -117,35 +119,64 @@ CONFIG = SyncConfig(iam_url="https://iam.example.org/", client_id="sync", client
 
 class Syncs:
     """Stands for sync_user (tested on its own and against the real services): records each call's user and the
-    clients it got, answers `reports` in turn."""
+    clients it got, answers `reports` in turn (after `delay` seconds), counts how many ran at once."""
 
-    def __init__(self, *reports):
-        self.reports, self.calls = list(reports), []
+    def __init__(self, *reports, delay=0.0):
+        self.reports, self.calls, self.delay = list(reports), [], delay
+        self.lock, self.now, self.most = threading.Lock(), 0, 0
 
     def __call__(self, config, *, sub, rucio, scim):
-        self.calls.append((sub, rucio, scim))
-        return self.reports.pop(0)
+        with self.lock:
+            self.calls.append((sub, rucio, scim))
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(self.delay)
+        with self.lock:
+            self.now -= 1
+            return self.reports.pop(0)
+
+
+@pytest.fixture
+def rucio_clients(monkeypatch):
+    """rucio-clients' Client as serve makes it: a new object per client made, all of them listed."""
+    made = []
+
+    def new_client():
+        made.append(object())
+        return made[-1]
+
+    monkeypatch.setattr("dlaas_sync.cli.rucio_client", new_client)
+    return made
 
 
 def answers(out: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def test_serve_answers_each_line_in_order_and_keeps_its_clients():
+def test_serve_answers_each_line_and_keeps_its_clients(rucio_clients):
     ready = Report(changes=[Change("alice", "create")], summary="IAM user alice (member): 1 change", account="alice")
-    syncs, out, rucio = Syncs(ready, Report(summary="in sync: nothing to change")), io.StringIO(), object()
-    assert serve(CONFIG, ["sub-alice\n", "sub-bob\n"], out, sync=syncs, rucio=rucio) == 0
+    syncs, out = Syncs(ready, Report(summary="in sync: nothing to change")), io.StringIO()
+    assert serve(CONFIG, ["sub-alice\n", "sub-bob\n"], out, sync=syncs, workers=1) == 0
     assert answers(out) == [
         {"sub": "sub-alice", "exit": 0, "line": "IAM user alice (member): 1 change", "account": "alice"},
         {"sub": "sub-bob", "exit": 0, "line": "in sync: nothing to change", "account": None},
     ]
     (_, rucio_1, scim_1), (_, rucio_2, scim_2) = syncs.calls
-    assert rucio_1 is rucio_2 is rucio and scim_1 is scim_2  # tokens and discovery kept from one user to the next
+    assert rucio_1 is rucio_2 and rucio_clients == [rucio_1] and scim_1 is scim_2  # kept from one user to the next
 
 
-def test_serve_refuses_a_line_that_is_no_user_id_and_goes_on():
+def test_serve_syncs_several_users_at_once_and_answers_each(rucio_clients):
+    subs = [f"sub-{i}" for i in range(8)]
+    syncs, out = Syncs(*[Report(summary="done") for _ in subs], delay=0.2), io.StringIO()
+    serve(CONFIG, [f"{s}\n" for s in subs], out, sync=syncs, workers=4)
+    assert sorted(a["sub"] for a in answers(out)) == subs
+    assert 1 < syncs.most <= 4
+    assert len(rucio_clients) <= 4  # one client per worker thread, not per user
+
+
+def test_serve_refuses_a_line_that_is_no_user_id_and_goes_on(rucio_clients):
     syncs, out = Syncs(Report(summary="done")), io.StringIO()
-    serve(CONFIG, ["sub-x other\n", "\n", "sub-ok\n"], out, sync=syncs, rucio=object())
+    serve(CONFIG, ["sub-x other\n", "\n", "sub-ok\n"], out, sync=syncs, workers=1)
     assert [(a["sub"], a["exit"], a["line"]) for a in answers(out)] == [
         ("sub-x other", 2, "not an IAM user id"),
         ("", 2, "not an IAM user id"),
@@ -167,7 +198,7 @@ def test_serve_makes_a_new_rucio_client_after_a_failure(monkeypatch, capsys):
     monkeypatch.setattr("dlaas_sync.cli.rucio_client", new_client)
     syncs = Syncs(Report(error="Rucio: 503 Service Unavailable"), Report(summary="done"))
     out = io.StringIO()
-    serve(CONFIG, ["sub-a\n", "sub-b\n", "sub-c\n"], out, sync=syncs)
+    serve(CONFIG, ["sub-a\n", "sub-b\n", "sub-c\n"], out, sync=syncs, workers=1)
     assert [(a["exit"], a["line"]) for a in answers(out)] == [
         (1, "Rucio: ConnectionError: Rucio is down"),
         (1, "Rucio: 503 Service Unavailable"),
