@@ -12,3 +12,9 @@ is deleted, and she gets it back when she returns. Modules, one job each:
 - sync: one run (all members, or one user for the hub's first login) and its report;
 - cli: the `dlaas-rucio-sync` command.
 """
+
+import re
+
+#: An IAM user id as one line of the onboarding protocol (`dlaas-rucio-sync --serve`, hub_plugins.onboarding), checked
+#: on both sides: IAM's ids are UUIDs; no space, newline or other control character.
+SUB = re.compile(r"[A-Za-z0-9._@:-]{1,255}")

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
+from dlaas_sync import SUB
 from dlaas_sync.rucio_side import one_line
 from dlaas_sync.scim import ScimClient
 from dlaas_sync.sync import DEFAULT_GROUPS, Report, SyncConfig, rucio_client, sync_all, sync_user
@@ -156,10 +157,6 @@ def config_from(args, p: argparse.ArgumentParser) -> SyncConfig:
         max_changes=args.max_changes,
         timeout=args.timeout,
     )
-
-
-#: An IAM user id as a line of the onboarding protocol: IAM's are UUIDs; no spaces or control characters.
-SUB = re.compile(r"[A-Za-z0-9._@:-]{1,255}")
 
 
 def serve(config: SyncConfig, requests: Iterable[str], answers: TextIO, *, sync=sync_user, workers: int = 4) -> int:

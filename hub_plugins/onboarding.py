@@ -22,14 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import time
 from collections.abc import Sequence
 
+from dlaas_sync import SUB  # the worker's own check of each line
 from hub_plugins import metrics
 
-#: What may go to the worker as one line: IAM's subs are UUIDs (the authenticator took it from IAM's userinfo).
-SUB = re.compile(r"[A-Za-z0-9._@:-]{1,255}")
 #: The hub's own secrets, which the worker never needs: kept out of its environment.
 HUB_SECRETS = frozenset({"JUPYTERHUB_CRYPT_KEY", "CONFIGPROXY_AUTH_TOKEN", "JPY_COOKIE_SECRET"})
 
